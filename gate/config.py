@@ -39,12 +39,16 @@ class IdentitySettings(BaseModel):
     client_cert: Path | None = None
     client_key: Path | None = None
     ca_bundle: Path | None = None
+    service_database_url: str = Field("", description="reference identity service database; empty: identity.db in data_dir")
+    admin_token: str | None = Field(None, description="bearer token for the reference service's admin API; None disables it")
 
 
 class AuditSettings(BaseModel):
     database_url: str = ""  # filled from data_dir when empty
     keep_face_images: bool = False
     retention_days: int = 90
+    face_retention_days: int = 1
+    key_file: Path | None = Field(None, description="keyed-hash/encryption secret; None: audit.key in data_dir (created 0600)")
 
 
 class FaceSettings(BaseModel):
@@ -95,4 +99,6 @@ class Settings(BaseSettings):
                 raise ValueError("production profile: " + "; ".join(problems))
         if not self.audit.database_url:
             self.audit.database_url = f"sqlite:///{self.data_dir / 'audit.db'}"
+        if not self.identity.service_database_url:
+            self.identity.service_database_url = f"sqlite:///{self.data_dir / 'identity.db'}"
         return self
