@@ -7,6 +7,9 @@ simulation-only switches at start (validated, not merely documented).
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -14,6 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                TomlConfigSettingsSource)
+
+from gate.policy import Policy
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SHARED = CHECKOUT.parent / "shared"
@@ -57,6 +62,37 @@ class FaceSettings(BaseModel):
         None, description="cosine threshold; None takes the calibrated one from models/calibration.json")
 
 
+class TransactionSettings(BaseModel):
+    """Per-step timeouts (seconds): a device that takes longer refers the traveller."""
+
+    model_config = {"extra": "forbid"}
+    scan_s: float = Field(10.0, gt=0)
+    read_s: float = Field(25.0, gt=0)
+    face_s: float = Field(15.0, gt=0, description="face capture step, must exceed face.capture_window_s")
+    identity_s: float = Field(5.0, gt=0)
+    audit_s: float = Field(5.0, gt=0)
+    barrier_s: float = Field(3.0, gt=0)
+    passage_s: float = Field(15.0, gt=0)
+    card_wait_s: float = Field(0.5, gt=0, description="poll interval while waiting for a card")
+    referral_ttl_s: float = Field(1800.0, gt=0, description="personal data of an unresolved referral "
+                                                            "is dropped after this")
+
+
+class KioskSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+    speech: bool = True
+    espeak: str = "espeak-ng"
+
+
+class ConsoleSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+    idle_timeout_s: float = 15 * 60
+    absolute_timeout_s: float = 8 * 3600
+    max_failures: int = Field(5, ge=1, description="failed logins before lockout (per account and per address)")
+    lockout_base_s: float = Field(30.0, gt=0, description="first lockout; doubles with each further failure")
+    tls: bool = Field(False, description="served behind TLS: session cookies get the Secure flag")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EGATE_", env_nested_delimiter="__", extra="forbid")
 
@@ -72,6 +108,10 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     audit: AuditSettings = AuditSettings()
     face: FaceSettings = FaceSettings()
+    transaction: TransactionSettings = TransactionSettings()
+    policy: Policy = Policy()
+    kiosk: KioskSettings = KioskSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings,
@@ -102,3 +142,30 @@ class Settings(BaseSettings):
         if not self.identity.service_database_url:
             self.identity.service_database_url = f"sqlite:///{self.data_dir / 'identity.db'}"
         return self
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Only the message and whitelisted context keys are
+    written (transaction ids, states, reason codes), so personal data passed by
+    mistake in `extra` never reaches the log."""
+
+    KEYS = ("transaction_id", "state", "outcome", "reasons", "step", "error_type", "user", "role",
+            "client", "action", "referral_id", "path", "status")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(),
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        for k in self.KEYS:
+            if hasattr(record, k):
+                out[k] = getattr(record, k)
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__  # the type only: messages may carry data
+        return json.dumps(out, default=str)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
