@@ -1,0 +1,7 @@
+"""Passive authentication and the CSCA trust store (ICAO 9303-11 §5.1, 9303-12).
+
+`signatures` is the one algorithm layer (RSA, RSASSA-PSS, ECDSA on named and
+explicit curves); `trust` holds CSCAs, master lists and CRLs; `pa` checks an
+EF.SOD against the data groups read and the trust store; `iso9796_2` is the
+Active Authentication signature scheme.
+"""
