@@ -5,3 +5,7 @@ explicit curves); `trust` holds CSCAs, master lists and CRLs; `pa` checks an
 EF.SOD against the data groups read and the trust store; `iso9796_2` is the
 Active Authentication signature scheme.
 """
+from cardreader.pki.pa import PAPolicy, PAResult, passive_authentication
+from cardreader.pki.trust import TrustError, TrustStore
+
+__all__ = ["PAPolicy", "PAResult", "TrustError", "TrustStore", "passive_authentication"]
