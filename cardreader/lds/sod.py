@@ -147,16 +147,25 @@ def _unwrap_application_23(data: bytes) -> bytes:
     return data[offset:offset + length]
 
 
+def _precheck_version(raw: bytes) -> None:
+    """Report a wrong SignedData version as such: asn1crypto parses the
+    content of pre-v3 SignedData differently and would only say 'malformed'."""
+    try:
+        version = cms.ContentInfo.load(raw)["content"]["version"].native
+    except (ValueError, KeyError, TypeError):
+        return  # the strict parse that follows names the problem
+    if version != "v3":
+        raise SODError("signed_data_version", f"SignedData version {version}, expected v3")
+
+
 def parse_sod(data: bytes) -> SOD:
     """Parse EF.SOD bytes (with the 0x77 wrapper) strictly; raise `SODError`."""
-    content_info = _strict_load(cms.ContentInfo, _unwrap_application_23(bytes(data)), "sod")
+    raw = _unwrap_application_23(bytes(data))
+    _precheck_version(raw)
+    content_info = _strict_load(cms.ContentInfo, raw, "sod")
     if content_info["content_type"].dotted != "1.2.840.113549.1.7.2":
         raise SODError("sod_not_signed_data", content_info["content_type"].dotted)
     signed_data = content_info["content"]
-    # ICAO 9303-10: SignedData version is v3 (an LDS SignedData has a subjectKeyIdentifier
-    # or issuerAndSerialNumber signer, but the profile fixes v3).
-    if signed_data["version"].native != "v3":
-        raise SODError("signed_data_version", f"SignedData version {signed_data['version'].native}, expected v3")
     encap = signed_data["encap_content_info"]
     if encap["content_type"].dotted != LDS_SECURITY_OBJECT_OID:
         raise SODError("econtent_type", f"eContentType {encap['content_type'].dotted}")

@@ -30,8 +30,6 @@ from cardreader.lds.sod import LDS_SECURITY_OBJECT_OID, build_lds_security_objec
 from cardreader.pki.countries import certificate_country
 from cardreader.pki.signatures import HASHES
 
-__test__ = False  # not a pytest test class despite the name
-
 MASTER_LIST_OID = "2.23.136.1.1.2"
 ML_SIGNER_EKU_OID = "2.23.136.1.1.3"
 DOCUMENT_TYPE_LIST_OID = "2.23.136.1.1.6.2"
@@ -182,6 +180,8 @@ def _document_type_list(types: tuple[str, ...]) -> core.ParsableOctetString:
 @dataclass
 class TestPKI:
     """A country's CSCA and one Document Signer. Certificates are DER bytes."""
+
+    __test__ = False  # a fixture builder, not a pytest test class
 
     country: str
     algorithm: str
