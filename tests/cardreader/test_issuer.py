@@ -1,0 +1,85 @@
+"""issue(persona) → every file parses back to the persona's data."""
+import datetime as dt
+
+import pytest
+
+from cardreader.lds.com import COM
+from cardreader.lds.dg1 import DG1
+from cardreader.lds.dg2 import DG2
+from cardreader.lds.dg13 import DG13
+from cardreader.lds.dg15 import DG15
+from cardreader.lds.files import FILE_IDS, parse_file
+from cardreader.lds.sod import parse_sod
+from cardreader.sim.issuer import issue
+from cardreader.sim.persona import Persona, load_persona
+
+
+@pytest.fixture(scope="module")
+def demo(demo_dir) -> Persona:
+    return load_persona("demo")
+
+
+@pytest.fixture(scope="module")
+def issued(demo):
+    return issue(demo)
+
+
+def test_demo_persona(demo):
+    assert demo.document_type == "ID" and demo.issuing_state == "UTO"
+    assert demo.face_image_path.name == "eileen_collins_chip_derived.jpg" and demo.face_image_path.is_file()
+    assert demo.date_of_expiry > dt.date(2030, 1, 1) and len(demo.can) == 6
+    assert any(ord(c) > 127 for v in demo.dg13.values() for c in (v if isinstance(v, str) else "".join(v)))
+    assert "Collins" not in repr(demo) and "Collins" not in str(demo)
+
+
+def test_every_file_named_and_parsable(issued):
+    assert set(issued.files) <= set(FILE_IDS)
+    for name, data in issued.files.items():
+        if name != "EF.CardAccess":
+            assert parse_file(data) is not None, name
+    assert "Collins" not in repr(issued)
+
+
+def test_round_trip_fields_equal_persona(issued, demo):
+    mrz = DG1.parse(issued.files["DG1"]).mrz
+    assert mrz.valid and mrz.format == "TD1" and mrz.document_code == "ID"
+    assert (mrz.document_number, mrz.issuing_state, mrz.nationality, mrz.sex) == (
+        demo.document_number, demo.issuing_state, demo.nationality, demo.sex)
+    assert (mrz.date_of_birth, mrz.date_of_expiry) == (demo.date_of_birth, demo.date_of_expiry)
+    assert (mrz.primary_identifier, mrz.secondary_identifier) == ("COLLINS", "EILEEN MARIE")
+    assert mrz.optional_data == demo.optional_data
+
+    face = DG2.parse(issued.files["DG2"]).faces[0]
+    assert face.image_bytes == demo.face_image_bytes() and (face.width, face.height) == (240, 320)
+
+    assert DG13.parse(issued.files["DG13"]).fields == demo.dg13
+
+    com = COM.parse(issued.files["EF.COM"])
+    assert set(com.data_groups) == {n for n in issued.files if n.startswith("DG")}
+
+
+def test_sod_hashes_every_data_group(issued):
+    import hashlib
+
+    sod = parse_sod(issued.files["EF.SOD"])
+    dgs = {int(n[2:]): d for n, d in issued.files.items() if n.startswith("DG")}
+    assert sod.dg_hashes == {n: hashlib.sha256(d).digest() for n, d in dgs.items()}
+
+
+def test_active_authentication_key_matches_dg15(issued):
+    dg15 = DG15.parse(issued.files["DG15"])
+    assert dg15.key.public_numbers() == issued.aa_private_key.public_key().public_numbers()
+
+
+def test_options_drop_chip_keys(demo):
+    doc = issue(demo, aa_key=False, ca_key=False, pace=False)
+    assert "DG15" not in doc.files and doc.aa_private_key is None and doc.ca_private_key is None
+    assert "EF.CardAccess" not in doc.files and "DG14" not in doc.files
+
+
+def test_impostor_persona_is_another_face(demo_dir, demo):
+    impostor = load_persona("impostor")
+    assert impostor.face_image_path.is_file()
+    assert impostor.face_image_bytes() != demo.face_image_bytes()
+    doc = issue(impostor)
+    assert DG1.parse(doc.files["DG1"]).mrz.valid
