@@ -9,11 +9,11 @@ once per process; pass your own keys or PKI to get distinct ones.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cardreader.lds import com, dg1, dg2, dg11, dg12, dg13, dg15
+from cardreader.lds import com, dg1, dg2, dg11, dg12, dg13, dg14, dg15
 from cardreader.lds.dg2 import FaceImage
 from cardreader.sim.persona import Persona
 from cardreader.sim.test_pki import TestPKI, sign_sod
@@ -26,7 +26,6 @@ class IssuedDocument:
     ca_private_key: ec.EllipticCurvePrivateKey | None
     pki: TestPKI
     persona: Persona
-    pace_curve: str | None = field(default=None)
 
     def dg(self, number: int) -> bytes:
         return self.files[f"DG{number}"]
@@ -62,12 +61,14 @@ def _face_image(persona: Persona) -> tuple[bytes, int, int]:
 
 def issue(persona: Persona, pki: TestPKI | None = None, *,
           aa_key: bool | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = True,
-          ca_key: bool | ec.EllipticCurvePrivateKey = True, pace: bool = True) -> IssuedDocument:
+          ca_key: bool | ec.EllipticCurvePrivateKey = True, pace: bool | str = True) -> IssuedDocument:
     """Personalise a chip for `persona`.
 
     `aa_key` / `ca_key`: True for the per-process default key, False for none
     (no DG15 / no DG14 chip authentication), or a private key to use.
-    `pace`: write EF.CardAccess with a PACEInfo (else the chip offers BAC only).
+    An EC `aa_key` means ECDSA Active Authentication, announced in DG14.
+    `pace`: write EF.CardAccess with a PACEInfo, ECDH generic mapping, AES-128,
+    on brainpoolP256r1 (True) or the named curve ('secp256r1'); False: BAC only.
     """
     pki = pki or default_pki(persona.issuing_state)
     aa = default_aa_key() if aa_key is True else (aa_key or None)
@@ -81,10 +82,16 @@ def issue(persona: Persona, pki: TestPKI | None = None, *,
         dgs[12] = dg12.build_dg12(persona.dg12)
     if persona.dg13:
         dgs[13] = dg13.build_dg13(persona.dg13)
+    aa_ecdsa = isinstance(aa, ec.EllipticCurvePrivateKey)
+    if ca is not None or aa_ecdsa:
+        dgs[14] = dg14.build_dg14(ca.public_key() if ca else None,
+                                  aa_signature_algorithm="ecdsa-plain-SHA256" if aa_ecdsa else None)
     if aa is not None:
         dgs[15] = dg15.build_dg15(aa.public_key())
 
     files = {f"DG{n}": data for n, data in sorted(dgs.items())}
     files["EF.COM"] = com.build_com(sorted(dgs))
     files["EF.SOD"] = sign_sod(dgs, pki)
+    if pace:
+        files["EF.CardAccess"] = dg14.build_card_access("brainpoolP256r1" if pace is True else pace)
     return IssuedDocument(files=files, aa_private_key=aa, ca_private_key=ca, pki=pki, persona=persona)

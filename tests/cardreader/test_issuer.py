@@ -2,12 +2,15 @@
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardreader.lds.com import COM
 from cardreader.lds.dg1 import DG1
 from cardreader.lds.dg2 import DG2
 from cardreader.lds.dg13 import DG13
+from cardreader.lds.dg14 import DG14
 from cardreader.lds.dg15 import DG15
+from cardreader.lds.security_infos import parse_security_infos
 from cardreader.lds.files import FILE_IDS, parse_file
 from cardreader.lds.sod import parse_sod
 from cardreader.sim.issuer import issue
@@ -33,10 +36,10 @@ def test_demo_persona(demo):
 
 
 def test_every_file_named_and_parsable(issued):
+    assert set(issued.files) == {"EF.COM", "EF.SOD", "EF.CardAccess", "DG1", "DG2", "DG13", "DG14", "DG15"}
     assert set(issued.files) <= set(FILE_IDS)
     for name, data in issued.files.items():
-        if name != "EF.CardAccess":
-            assert parse_file(data) is not None, name
+        assert parse_file(data) is not None, name
     assert "Collins" not in repr(issued)
 
 
@@ -69,6 +72,30 @@ def test_sod_hashes_every_data_group(issued):
 def test_active_authentication_key_matches_dg15(issued):
     dg15 = DG15.parse(issued.files["DG15"])
     assert dg15.key.public_numbers() == issued.aa_private_key.public_key().public_numbers()
+
+
+def test_chip_authentication_key_and_pace_announced(issued):
+    from cryptography.hazmat.primitives import serialization
+
+    dg14 = DG14.parse(issued.files["DG14"])
+    [ca] = dg14.infos.chip_authentication
+    [key] = dg14.infos.chip_authentication_keys
+    assert (ca.agreement, ca.cipher, key.protocol) == ("ECDH", "AES-128", "id-PK-ECDH")
+    assert key.public_key.dump() == issued.ca_private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert dg14.infos.active_authentication is None  # RSA AA needs no DG14 entry
+    [pace] = parse_security_infos(issued.files["EF.CardAccess"]).pace
+    assert (pace.name, pace.parameter_id) == ("id-PACE-ECDH-GM-AES-CBC-CMAC-128", 13)
+
+
+def test_ecdsa_active_authentication_and_p256_pace(demo):
+    aa = ec.generate_private_key(ec.SECP256R1())
+    doc = issue(demo, aa_key=aa, ca_key=False, pace="secp256r1")
+    dg14 = DG14.parse(doc.files["DG14"])
+    assert dg14.infos.active_authentication["signature_algorithm"].native == "ecdsa-plain-SHA256"
+    assert not dg14.infos.chip_authentication_keys
+    assert DG15.parse(doc.files["DG15"]).public_key.kind == "ec"
+    assert parse_security_infos(doc.files["EF.CardAccess"]).pace[0].parameter_id == 12
 
 
 def test_options_drop_chip_keys(demo):
