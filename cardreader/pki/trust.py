@@ -259,6 +259,10 @@ class TrustStore:
             self._crls[row["sha256"]] = _CRL(row["sha256"], crl.CertificateList.load(der),
                                               bytes.fromhex(row["issuer_key_id"]))
 
+    def detached(self) -> TrustStore:
+        """An in-memory copy: later imports do not touch the directory."""
+        return TrustStore(None, dict(self._certs), dict(self._crls))
+
     # -- persistence -------------------------------------------------------------------------
 
     def _write(self, sub: str, sha: str, der: bytes) -> None:

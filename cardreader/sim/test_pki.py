@@ -177,6 +177,19 @@ def _document_type_list(types: tuple[str, ...]) -> core.ParsableOctetString:
     return core.ParsableOctetString(seq.dump())
 
 
+def _csca_certificate(name: x509.Name, key: SigningKey, signer: SigningKey, now: dt.datetime, digest: str) -> bytes:
+    """A CSCA certificate: self-signed when `signer` is `key`, else a link certificate."""
+    return issue_certificate(
+        subject=name, subject_key=key, issuer=name, issuer_key=signer, digest=digest,
+        not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=365 * 15),
+        extensions=[
+            _ext("basic_constraints", {"ca": True, "path_len_constraint": 0}, critical=True),
+            _ext("key_usage", _key_usage("key_cert_sign", "crl_sign"), critical=True),
+            _ext("key_identifier", key.key_identifier),
+            _ext("authority_key_identifier", {"key_identifier": signer.key_identifier}),
+        ])
+
+
 @dataclass
 class TestPKI:
     """A country's CSCA and one Document Signer. Certificates are DER bytes."""
@@ -199,17 +212,17 @@ class TestPKI:
         now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
         csca_key = SigningKey.generate(algorithm)
         name = _name(country, f"CSCA {country}")
-        csca_cert = issue_certificate(
-            subject=name, subject_key=csca_key, issuer=name, issuer_key=csca_key, digest=digest,
-            not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=365 * 15),
-            extensions=[
-                _ext("basic_constraints", {"ca": True, "path_len_constraint": 0}, critical=True),
-                _ext("key_usage", _key_usage("key_cert_sign", "crl_sign"), critical=True),
-                _ext("key_identifier", csca_key.key_identifier),
-                _ext("authority_key_identifier", {"key_identifier": csca_key.key_identifier}),
-            ])
-        pki = cls(country, algorithm, csca_key, csca_cert, csca_key, b"", now, digest)
+        pki = cls(country, algorithm, csca_key, _csca_certificate(name, csca_key, csca_key, now, digest),
+                  csca_key, b"", now, digest)
         return pki.new_ds(algorithm=ds_algorithm)
+
+    def rollover(self) -> tuple[TestPKI, bytes]:
+        """A new CSCA key under the same name (as countries do) and the link certificate old → new."""
+        key = SigningKey.generate(self.algorithm)
+        new = dataclasses.replace(self, csca_key=key, _ml_signer=None,
+                                  csca_cert=_csca_certificate(self.csca_name, key, key, self.now, self.digest))
+        link = _csca_certificate(self.csca_name, key, self.csca_key, self.now, self.digest)
+        return new.new_ds(), link
 
     @property
     def csca_name(self) -> x509.Name:
