@@ -72,6 +72,17 @@ class MiniFASNet:
             probs.append(_softmax(sess.run(None, {name: np.ascontiguousarray(x)})[0].reshape(-1)))
         return float(np.mean(probs, axis=0)[1])
 
+    def score_single(self, image: np.ndarray, box) -> float:
+        """A still face image rather than a camera frame: when the face fills the image the
+        2.7x / 4x crops have no context, so the image is padded by edge replication first."""
+        H, W = image.shape[:2]
+        x, y, w, h = box
+        if w * 2.7 > W or h * 2.7 > H:
+            p = int(2 * max(w, h))
+            image = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+            box = (x + p, y + p, w, h)
+        return self.score(image, box)
+
 
 def moire_score(face_crop: np.ndarray) -> float:
     """Share of spectral energy in isolated high-frequency peaks of the grey face crop.

@@ -1,0 +1,167 @@
+"""Benchmarks (figures printed, never asserted): accuracy on the dev data, speed per stage.
+
+`bench-speed` runs, in one process on the same images and the same model files, our pipeline
+and a peer pipeline built from OpenCV's own face API (cv2.FaceDetectorYN at the frame's size +
+cv2.FaceRecognizerSF.alignCrop, then the same recognizer through onnxruntime), and the dlib-based
+`face_recognition` package when it is installed.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .align import align, five_from_68
+from .calibrate import draw_det, progress, read_csv
+from .detect import competing_faces, primary_face
+from .quality import assess
+from .recognize import cosine
+
+SHARED = Path(os.environ.get("EGATE_SHARED_DIR", Path(__file__).resolve().parent.parent.parent / "shared"))
+
+
+def add_commands(sub) -> None:
+    s = sub.add_parser("bench-accuracy", help="TAR@FMR, EER on faces-dev and faces-dev-hard; APCER/BPCER on pad-dev")
+    s.add_argument("--data", type=Path, default=SHARED / "data")
+    s.add_argument("--det", type=Path, default=Path("det-dev.png"))
+    s.add_argument("--compare-landmarks", action="store_true",
+                   help="also run with YuNet's five points (no 68-point refinement)")
+    s.set_defaults(func=cmd_bench_accuracy)
+    s = sub.add_parser("bench-speed", help="per-stage latency, frames per second and memory vs peer pipelines")
+    s.add_argument("--data", type=Path, default=SHARED / "data")
+    s.add_argument("--frames", type=int, default=60)
+    s.set_defaults(func=cmd_bench_speed)
+
+
+def cmd_bench_accuracy(args) -> None:
+    from .__main__ import ImageScorer, _labels, _verifier, pad_report, pad_scores, subset_reports
+    variants = [True, False] if args.compare_landmarks else [True]
+    curves = {}
+    for use68 in variants:
+        v = _verifier(args, use_landmarks68=use68)
+        tag = "68-pt" if use68 else "yunet-5pt"
+        print(f"== face verification ({tag} alignment), threshold in use {v.threshold:.4f}")
+        for name in ("faces-dev", "faces-dev-hard"):
+            root = args.data / name
+            rows = read_csv(root / "pairs.csv")
+            same = _labels(rows)
+            sc = ImageScorer(v, root)
+            scores = np.array([sc.pair(r["a"], r["b"])[0] for r in progress(rows, len(rows), name)])
+            for r in subset_reports(root, rows, scores, same, name):
+                print("  " + r.line())
+            g, i = scores[same], scores[~same]
+            print(f"  {name}: at the calibrated threshold {v.threshold:.4f}: "
+                  f"FMR {100 * np.mean(i >= v.threshold):.2f}%  FNMR {100 * np.mean(g < v.threshold):.2f}%")
+            curves[f"{name} {tag}"] = (g, i)
+    draw_det(curves, args.det, "DET, dev data")
+    print(f"DET curve written to {args.det}")
+    v = _verifier(args)
+    root = args.data / "pad-dev"
+    rows = read_csv(root / "labels.csv")
+    labels = np.array([r["label"] == "live" for r in rows])
+    scores, groups = pad_scores(v, root, rows)
+    thr = v.liveness_policy.model_threshold
+    print(f"== PAD single image (MiniFASNet V2+V1SE, padded crops), threshold {thr:.4f}; "
+          "only replay attacks in pad-dev")
+    print("\n".join(pad_report(scores, labels, groups, thr)))
+
+
+def _frames(data: Path, n: int) -> list[np.ndarray]:
+    """640x480 'camera frames': dev-hard portraits placed on a grey 4:3 canvas, plus the demo."""
+    imgs = []
+    demo = cv2.imread(str(data / "demo" / "eileen_collins_nasa.png"))
+    paths = sorted((data / "faces-dev-hard" / "images").glob("*/*.jpg"))[: n - 1]
+    for src in ([demo] if demo is not None else []) + [cv2.imread(str(p)) for p in paths]:
+        if src is None:
+            continue
+        canvas = np.full((480, 640, 3), 110, np.uint8)
+        s = min(440 / src.shape[0], 600 / src.shape[1])
+        r = cv2.resize(src, (int(src.shape[1] * s), int(src.shape[0] * s)))
+        y, x = (480 - r.shape[0]) // 2, (640 - r.shape[1]) // 2
+        canvas[y:y + r.shape[0], x:x + r.shape[1]] = r
+        imgs.append(canvas)
+    return imgs[:n]
+
+
+def cmd_bench_speed(args) -> None:
+    from .__main__ import _verifier
+    v = _verifier(args)
+    frames = _frames(args.data, args.frames)
+    print(f"{len(frames)} frames of 640x480, {os.cpu_count()} CPU(s), onnxruntime intra-op threads = cores")
+    for f in frames[:3]:
+        v.detector.detect(f)
+    stages = {k: [] for k in ("detect", "align", "quality", "liveness", "embed", "compare", "frame")}
+    ref = v.analyze(frames[0]).embedding
+    for img in frames:
+        t0 = time.perf_counter()
+        faces = v.detector.detect(img)
+        t1 = time.perf_counter()
+        if not faces:
+            continue
+        face = primary_face(faces, img.shape)
+        lm = v.landmarks.predict(img, face.box)
+        aligned = align(img, five_from_68(lm))
+        t2 = time.perf_counter()
+        eyes = v.eyes.p_open(img, lm)
+        assess(img, face, aligned, competing_faces(faces, face), eyes)
+        t3 = time.perf_counter()
+        v.pad.score(img, face.box)
+        t4 = time.perf_counter()
+        emb = v.recognizer.embed(aligned)
+        t5 = time.perf_counter()
+        cosine(ref, emb)
+        t6 = time.perf_counter()
+        for k, a, b in (("detect", t0, t1), ("align", t1, t2), ("quality", t2, t3), ("liveness", t3, t4),
+                        ("embed", t4, t5), ("compare", t5, t6), ("frame", t0, t6)):
+            stages[k].append(1000 * (b - a))
+    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 2x MiniFASNet), median ms per frame:")
+    for k, ts in stages.items():
+        print(f"  {k:<9} {statistics.median(ts):7.2f} ms   (p90 {np.percentile(ts, 90):7.2f})")
+    ours = statistics.median(stages["frame"])
+    ours_core = sum(statistics.median(stages[k]) for k in ("detect", "align", "embed", "compare"))
+    print(f"  whole frame {ours:.2f} ms = {1000 / ours:.1f} frames/s; detect+align+embed+compare {ours_core:.2f} ms")
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+    # peer: OpenCV's own face API with the same detector file and the same recognizer file
+    mdir = v.registry.models_dir
+    det = cv2.FaceDetectorYN.create(str(mdir / v.registry.entry("detector").file), "", (640, 480), 0.6, 0.3)
+    try:
+        sf = cv2.FaceRecognizerSF.create(str(mdir / v.registry.entry("recognizer").file), "")
+    except cv2.error:
+        sf = None
+    peer = []
+    det.setInputSize((640, 480))
+    for img in frames:
+        t0 = time.perf_counter()
+        _, rows = det.detect(img)
+        if rows is None:
+            continue
+        crop = sf.alignCrop(img, rows[0]) if sf is not None else align(img, rows[0][4:14].reshape(5, 2))
+        emb = v.recognizer.embed(crop)
+        cosine(ref, emb)
+        peer.append(1000 * (time.perf_counter() - t0))
+    p = statistics.median(peer)
+    print(f"peer (cv2.FaceDetectorYN at 640x480 + FaceRecognizerSF.alignCrop + same mfn512 via onnxruntime): "
+          f"{p:.2f} ms/frame = {1000 / p:.1f} frames/s")
+    print(f"  ratio ours(detect+align+embed+compare) / peer = {ours_core / p:.2f}; ours(full frame) / peer = {ours / p:.2f}")
+    try:
+        import face_recognition  # noqa: F401  (optional, dlib-based)
+    except Exception:
+        print("face_recognition (dlib): not installed; skipped (see report for the pip download check)")
+        return
+    fr = []
+    for img in frames:
+        rgb = np.ascontiguousarray(img[:, :, ::-1])
+        t0 = time.perf_counter()
+        locs = face_recognition.face_locations(rgb)
+        if locs:
+            face_recognition.face_encodings(rgb, locs[:1])
+        fr.append(1000 * (time.perf_counter() - t0))
+    q = statistics.median(fr)
+    print(f"face_recognition (dlib HOG + ResNet): {q:.2f} ms/frame = {1000 / q:.1f} frames/s; "
+          f"ratio ours(full frame) / dlib = {ours / q:.2f}")

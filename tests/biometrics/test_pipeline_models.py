@@ -1,0 +1,187 @@
+"""The real models end to end: demo traveller, capture loop, bad input, CLI. Skips without models."""
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from biometrics.camera import ImageSequenceCamera
+from biometrics.models import ModelError
+from biometrics.pipeline import FaceVerifier, Guidance
+
+pytestmark = pytest.mark.models
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def verifier(models_dir):
+    return FaceVerifier.load(models_dir)
+
+
+@pytest.fixture(scope="module")
+def demo(demo_dir):
+    chip = (demo_dir / "eileen_collins_chip_derived.jpg").read_bytes()
+    live = cv2.imread(str(demo_dir / "eileen_collins_nasa.png"))
+    return chip, live
+
+
+def other_person(shared_dir) -> np.ndarray:
+    p = sorted((shared_dir / "data" / "faces-dev" / "images").glob("*/*.jpg"))[0]
+    return cv2.imread(str(p))
+
+
+def moving(img: np.ndarray, n: int = 20, seed: int = 0) -> list[np.ndarray]:
+    """Frames with small head movements (rotation, scale, shift) as a camera would see them."""
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    out = []
+    for _ in range(n):
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, 1.5), 1 + rng.normal(0, 0.02))
+        m[:, 2] += rng.normal(0, 3, 2)
+        out.append(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+class Ticks:
+    """Injected clock: every call advances by `step` seconds."""
+
+    def __init__(self, step=0.1):
+        self.t, self.step = 0.0, step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+def test_demo_chip_photo_matches_nasa_original_and_not_someone_else(verifier, demo, shared_dir):
+    chip, live = demo
+    ref = verifier.reference(chip)
+    assert ref.ok and "embedding" not in repr(ref)
+    same = verifier.compare(ref.embedding, verifier.analyze(live).embedding)
+    other = verifier.compare(ref.embedding, verifier.reference(other_person(shared_dir)).embedding)
+    assert same >= verifier.threshold > other
+
+
+def test_verify_matches_a_live_looking_sequence(verifier, demo):
+    chip, live = demo
+    seen: list[Guidance] = []
+    res = verifier.verify(ImageSequenceCamera(moving(live)), verifier.reference(chip), window_s=5,
+                          clock=Ticks(0.05), on_guidance=seen.append)
+    assert res.outcome == "match" and res.liveness == "live" and res.quality_ok
+    assert res.score >= res.threshold and res.best_frame is not None
+    assert res.frames_seen < 20  # stopped early once confident
+    assert {"detect", "align", "quality", "liveness", "embed", "compare"} <= set(res.timings)
+    assert "best_frame" not in repr(res)
+
+
+def test_a_still_photo_held_to_the_camera_is_rejected(verifier, demo):
+    chip, live = demo
+    res = verifier.verify(ImageSequenceCamera([live]), verifier.reference(chip), window_s=5, clock=Ticks(0.05))
+    assert res.liveness == "attack" and res.outcome == "no_match"
+    assert "presentation_attack" in res.reasons
+
+
+def test_another_person_is_no_match(verifier, demo, shared_dir):
+    _, live = demo
+    ref = verifier.reference(other_person(shared_dir))
+    res = verifier.verify(ImageSequenceCamera(moving(live)), ref, window_s=5, clock=Ticks(0.05))
+    assert res.outcome == "no_match" and res.score < res.threshold
+
+
+def test_empty_scene_times_out_with_failure_to_acquire_and_guidance(verifier, demo):
+    chip, _ = demo
+    seen: list[Guidance] = []
+    blank = np.full((480, 640, 3), 90, np.uint8)
+    res = verifier.verify(ImageSequenceCamera([blank]), verifier.reference(chip), window_s=1.0,
+                          clock=Ticks(0.1), on_guidance=seen.append)
+    assert res.outcome == "failure_to_acquire" and "timeout" in res.reasons
+    assert seen and seen[0].code == "no_face" and seen[0].vi and seen[0].en
+    assert len(seen) == 1  # the same instruction is not repeated every frame
+
+
+def test_face_too_small_asks_to_move_closer(verifier, demo):
+    chip, live = demo
+    frame = np.full((1080, 1920, 3), 100, np.uint8)
+    frame[348:732, 768:1152] = cv2.resize(live, (384, 384))  # inter-eye distance ~33 px
+    seen: list[Guidance] = []
+    res = verifier.verify(ImageSequenceCamera([frame]), verifier.reference(chip), window_s=0.5,
+                          clock=Ticks(0.1), on_guidance=seen.append)
+    assert res.outcome != "match"
+    assert any(g.code == "move_closer" for g in seen)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "empty_image"), (b"GIF89a garbage", "not_an_image"), (b"\x89PNG\r\n\x1a\n", "not_an_image")])
+def test_bad_reference_bytes_give_a_reason(verifier, data, reason):
+    ref = verifier.reference(data)
+    assert not ref.ok and ref.reason == reason
+    res = verifier.verify(ImageSequenceCamera([np.zeros((64, 64, 3), np.uint8)]), ref, window_s=1)
+    assert res.outcome == "failure_to_acquire" and res.reasons == [f"reference_{reason}"]
+
+
+def test_reference_without_face_and_greyscale_chip(verifier, demo):
+    assert verifier.reference(np.full((320, 240, 3), 128, np.uint8)).reason == "no_face"
+    chip, _ = demo
+    grey = cv2.cvtColor(cv2.imdecode(np.frombuffer(chip, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+    assert verifier.reference(grey).ok
+
+
+def test_altered_model_file_is_refused(models_dir, tmp_path):
+    for f in models_dir.glob("*.onnx"):
+        (tmp_path / f.name).symlink_to(f)
+    det = tmp_path / "face_detection_yunet_2023mar.onnx"
+    det.unlink()
+    data = bytearray((models_dir / det.name).read_bytes())
+    data[100] ^= 1
+    det.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="face_detection_yunet_2023mar.onnx"):
+        FaceVerifier.load(tmp_path)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "biometrics", *args], cwd=CHECKOUT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_score_pairs_and_pad_with_bad_items(tmp_path, demo_dir, shared_dir, models_dir):
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(demo_dir / "eileen_collins_chip_derived.jpg", root / "chip.jpg")
+    shutil.copy(demo_dir / "eileen_collins_nasa.png", root / "nasa.png")
+    cv2.imwrite(str(root / "other.jpg"), other_person(shared_dir))
+    (root / "trunc.jpg").write_bytes((root / "chip.jpg").read_bytes()[:300])
+    (root / "text.jpg").write_bytes(b"not an image")
+    cv2.imwrite(str(root / "tiny.png"), np.zeros((10, 10, 3), np.uint8))
+    cv2.imwrite(str(root / "blank.png"), np.full((200, 200, 3), 128, np.uint8))
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a,b,same\nchip.jpg,nasa.png,1\nchip.jpg,other.jpg,0\nchip.jpg,trunc.jpg,1\n"
+                     "text.jpg,nasa.png,1\ntiny.png,nasa.png,1\nblank.png,nasa.png,1\nmissing.jpg,nasa.png,1\n")
+    out = tmp_path / "scores.csv"
+    r = run_cli("--models-dir", str(models_dir), "score-pairs", "--pairs", str(pairs), "--root", str(root),
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [x["decision"] for x in rows[:2]] == ["match", "no_match"]
+    assert float(rows[0]["score"]) > float(rows[1]["score"])
+    assert all(x["decision"] == "failure_to_acquire" and x["reason"] for x in rows[2:])
+    assert {x["reason"] for x in rows[3:]} >= {"not_an_image", "image_too_small", "no_face", "unreadable_file"}
+
+    imgs = tmp_path / "imgs.csv"
+    imgs.write_text("path\nnasa.png\ntext.jpg\n")
+    out2 = tmp_path / "pad.csv"
+    r = run_cli("score-pad", "--images", str(imgs), "--root", str(root), "--out", str(out2))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out2.open()))
+    assert rows[0]["decision"] in ("live", "attack") and 0 <= float(rows[0]["live_score"]) <= 1
+    assert rows[1]["decision"] == "failure_to_acquire"
+
+
+def test_cli_help_works():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "score-pairs" in r.stdout and "bench-speed" in r.stdout
