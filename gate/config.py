@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EGATE_", env_nested_delimiter="__", extra="forbid")
 
     profile: Literal["demo", "production"] = "demo"
+    gate_id: str = Field("gate-1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = CHECKOUT / "var"
@@ -169,3 +170,4 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -27,7 +27,9 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
+from gate.audit import AuditEvent
 from gate.barrier import Barrier, BarrierState
+from gate.identity import DocumentQuery, PersonQuery
 from gate.policy import (Decision, DocumentEvidence, Evidence, FaceEvidence, IdentityEvidence, Policy,
                          blocking_reasons, evaluate)
 
@@ -99,6 +101,25 @@ class Devices:
     barrier: Barrier
     # Builds the identity service's (person, document) queries from the MRZ and DG13.
     identity_query: Callable[[Any, dict | None], tuple[Any, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.identity_query is None:
+            self.identity_query = identity_queries
+
+
+def identity_queries(mrz: Any, dg13: dict | None) -> tuple[PersonQuery, DocumentQuery]:
+    """The identity service's questions, from the chip's DG1 (the authenticated MRZ)."""
+    person = PersonQuery(surname=_text(mrz.primary_identifier), given_names=_text(mrz.secondary_identifier),
+                         date_of_birth=getattr(mrz, "date_of_birth", None),
+                         nationality=getattr(mrz, "nationality", None))
+    document = DocumentQuery(document_number=_text(mrz.document_number), issuing_state=mrz.issuing_state,
+                             document_type=_text(getattr(mrz, "document_code", "")),
+                             date_of_expiry=getattr(mrz, "date_of_expiry", None))
+    return person, document
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else str(v).replace("<", " ").strip()
 
 
 @dataclass(frozen=True)
@@ -300,7 +321,7 @@ class Transaction:
     """Runs one transaction to its end; `run()` never raises and never leaves the barrier open."""
 
     def __init__(self, devices: Devices, policy: Policy, *, timeouts: Timeouts = Timeouts(),
-                 face_window_s: float = 8.0, keep_face_images: bool = False,
+                 face_window_s: float = 8.0, keep_face_images: bool = False, gate_id: str = "gate-1",
                  on_event: Callable[[TransactionEvent], None] | None = None,
                  clock: Callable[[], dt.datetime] = _utcnow, monotonic: Callable[[], float] = time.monotonic):
         self.d = devices
@@ -308,6 +329,8 @@ class Transaction:
         self.t = timeouts
         self.face_window_s = face_window_s
         self.keep_face_images = keep_face_images
+        self.gate_id = gate_id
+        self._queries: tuple[Any, Any] | None = None
         self._emit = on_event or (lambda e: None)
         self.clock = clock
         self.mono = monotonic
@@ -347,8 +370,13 @@ class Transaction:
             self.record.step_seconds[name] = took
             STEP_SECONDS.labels(name).observe(took)
 
-    def _audit(self, kind: str, **details: Any) -> None:
-        event = {"transaction_id": self.record.id, "type": kind, "at": self.clock().isoformat(), **details}
+    def _audit(self, kind: str, outcome: str, reasons: list[str], **checks: Any) -> None:
+        rec = self.record
+        person, document = self._queries if self._queries else (None, None)
+        event = AuditEvent(event_type=kind, gate_id=self.gate_id, transaction_id=rec.id, outcome=outcome,
+                           reason_codes=list(reasons), checks=checks, occurred_at=self.clock(),
+                           person=person, document=document,
+                           face_image=rec.personal.live_face_jpeg if self.keep_face_images else None)
         self._step("audit", self.t.audit_s, self.d.audit.append, event)
 
     def _evidence(self, **changes: Any) -> Evidence:
@@ -389,6 +417,7 @@ class Transaction:
         rec = self.record
         printed = self._step("scan", self.t.scan_s, self.d.scanner.scan)
         rec.personal.mrz = printed
+        self._queries = self.d.identity_query(printed, None)   # the audit's document/person references
         read = self._step("read", self.t.read_s, self.d.reader.read, printed.bac_key(),
                           at=self.clock(), deadline_s=self.t.read_s)
         doc = document_evidence(read, printed)
@@ -398,6 +427,7 @@ class Transaction:
             return
         rec.personal.mrz = getattr(read, "dg1", None) or printed
         rec.personal.dg13 = getattr(read, "dg13", None)
+        self._queries = self.d.identity_query(rec.personal.mrz, rec.personal.dg13)
         rec.personal.chip_face_jpeg = getattr(read, "face_image_bytes", None) or _jpeg(read.face_image)
         self._enter(State.DOCUMENT_VERIFIED)
         if self._stop_early():
@@ -417,19 +447,15 @@ class Transaction:
         if self._stop_early():
             return
 
-        person, document = self.d.identity_query(rec.personal.mrz, rec.personal.dg13)
+        person, document = self._queries
         answer = self._step("identity", self.t.identity_s, self.d.identity.check, person, document)
         self._evidence(identity=identity_evidence(answer))
         self._enter(State.IDENTITY_CHECKED)
 
     def _decide_and_act(self, decision: Decision) -> None:
         rec = self.record
-        details: dict[str, Any] = {"decision": "open" if decision.open else "refer",
-                                   "reasons": decision.reasons, "record": rec.public()}
-        if self.keep_face_images:
-            details["images"] = {"chip": rec.personal.chip_face_jpeg, "live": rec.personal.live_face_jpeg}
         try:
-            self._audit("decision", **details)
+            self._audit("decision", "open" if decision.open else "refer", decision.reasons, **self._checks_summary())
         except _Refer as r:
             rec.audit_ok = False
             raise _Refer("audit.unavailable") from r
@@ -459,10 +485,14 @@ class Transaction:
         rec.reasons = []
         self._enter(State.CLOSED)
         try:
-            self._audit("passage", outcome="passed")
+            self._audit("passage", "passed", [])
         except _Refer:
             rec.audit_ok = False
             log.error("passage not recorded: audit unavailable", extra={"transaction_id": rec.id})
+
+    def _checks_summary(self) -> dict[str, Any]:
+        p = self.record.public()
+        return {k: p[k] for k in ("document", "face", "identity", "step_seconds", "states")}
 
     def _refer(self, reasons: list[str], audited: bool = False) -> None:
         rec = self.record
@@ -472,7 +502,7 @@ class Transaction:
             REFERRAL_REASONS.labels(r.split(":")[0]).inc()
         if not audited and rec.audit_ok:
             try:
-                self._audit("referral", decision="refer", reasons=rec.reasons, record=rec.public())
+                self._audit("referral", "refer", rec.reasons, **self._checks_summary())
             except _Refer:
                 rec.audit_ok = False
         self._enter(State.REFERRED, reasons=tuple(reasons))

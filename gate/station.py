@@ -1,0 +1,562 @@
+"""The running gate: devices wired from settings, the transaction loop, the kiosk's
+event stream and the officer's referral queue.
+
+One `Gate` owns one lane: it waits for a card, runs a `Transaction`, shows the
+outcome, waits for the card to be taken, and starts again. Referred
+transactions wait in memory (with the traveller's photos, for the officer)
+until an officer resolves them or their time-to-live passes; nothing personal
+is written anywhere else.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import datetime as dt
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from gate.audit import AuditEvent
+from gate.barrier import BarrierState, SimulatedBarrier
+from gate.config import Settings
+from gate.transaction import (DEVICE_ERRORS, Devices, State, Timeouts, Transaction, TransactionEvent,
+                              TransactionRecord, call_with_timeout)
+
+log = logging.getLogger("gate.station")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+# --- simulated and real device adapters --------------------------------------------------------
+
+class PreviewCamera:
+    """A `Camera` whose source can be swapped (integrator API) and whose latest frame
+    is kept for the kiosk's preview. Frames stay in memory only."""
+
+    def __init__(self, camera: Any):
+        self._camera = camera
+        self._lock = threading.Lock()
+        self.latest: np.ndarray | None = None
+
+    def set_source(self, camera: Any) -> None:
+        with self._lock:
+            old, self._camera = self._camera, camera
+        old.close()
+
+    def frames(self) -> Iterator[Any]:
+        with self._lock:
+            cam = self._camera
+        for f in cam.frames():
+            self.latest = f.image
+            yield f
+
+    def close(self) -> None:
+        self.latest = None
+
+    def preview_jpeg(self) -> bytes | None:
+        img = self.latest
+        if img is None:
+            return None
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        return buf.tobytes() if ok else None
+
+
+def camera_from(kind: str, source: str | list[str], fps: float = 15.0) -> Any:
+    from biometrics.camera import ImageSequenceCamera, OpenCVCamera
+    if kind == "webcam":
+        return OpenCVCamera(int(source) if str(source).isdigit() else source)
+    if kind == "clip":
+        return OpenCVCamera(str(source), loop=True)
+    paths = source if isinstance(source, list) else [source]
+    return ImageSequenceCamera(paths, fps=fps, realtime=True)
+
+
+class FaceStationAdapter:
+    """biometrics.FaceVerifier behind the transaction's `FaceStation` seam; loads the
+    models in the background so the web app answers at once."""
+
+    def __init__(self, settings: Settings, camera: PreviewCamera):
+        self.settings = settings
+        self.camera = camera
+        self.verifier: Any = None
+        self.error: str | None = None
+        threading.Thread(target=self._load, daemon=True, name="face-models").start()
+
+    def _load(self) -> None:
+        try:
+            from biometrics.pipeline import FaceVerifier
+            self.verifier = FaceVerifier.load(self.settings.models_dir, self.settings.manifest,
+                                              threshold=self.settings.face.match_threshold)
+        except Exception as e:
+            self.error = f"{type(e).__name__}"
+            log.error("face models not loaded", extra={"error_type": type(e).__name__})
+
+    @property
+    def ready(self) -> bool:
+        return self.verifier is not None
+
+    def _v(self) -> Any:
+        if self.verifier is None:
+            raise RuntimeError("face models not loaded")
+        return self.verifier
+
+    def reference(self, chip_image: Any) -> Any:
+        return self._v().reference(chip_image)
+
+    def verify(self, reference: Any, window_s: float, on_guidance: Callable[[Any], None]) -> Any:
+        return self._v().verify(self.camera, reference, window_s=window_s, on_guidance=on_guidance)
+
+
+class SimulatedLane:
+    """The simulated card reader, document scanner and identity answers of a demo lane.
+
+    The scanner gives the printed MRZ of the card currently on the reader (what an
+    optical MRZ scanner would read from the card's face)."""
+
+    def __init__(self, settings: Settings):
+        from cardreader.transport import SimulatedTransport
+        self.settings = settings
+        self.transport = SimulatedTransport(None)
+        self._printed: Any = None
+        self.issued: dict[str, Any] = {}      # card id -> IssuedDocument
+        self._trust_store: Any = None
+
+    # DocumentScanner
+    def scan(self) -> Any:
+        if self._printed is None:
+            raise RuntimeError("no document under the scanner")
+        return self._printed
+
+    # DocumentReader
+    def read(self, key: Any, *, at: dt.datetime, deadline_s: float) -> Any:
+        from cardreader.reader import read_document
+        return read_document(self.transport, key, trust_store=self.trust_store(), at=at, deadline_s=deadline_s)
+
+    def trust_store(self) -> Any:
+        """The simulation trusts its test CSCA (and only that)."""
+        if self._trust_store is None:
+            from cardreader.pki import TrustStore
+            from cardreader.sim.test_pki import TestPKI
+            ts = TrustStore(None)
+            ts.add_csca(_der(TestPKI.create(country="UTO").csca_cert))
+            self._trust_store = ts
+        return self._trust_store
+
+    def issue(self, persona: Any) -> str:
+        from cardreader.sim.issuer import issue
+        from cardreader.sim.test_pki import TestPKI
+        doc = issue(persona, TestPKI.create(country=getattr(persona, "issuing_state", "UTO")))
+        card_id = f"card-{len(self.issued) + 1}"
+        self.issued[card_id] = doc
+        if getattr(persona, "issuing_state", "UTO") != "UTO":
+            self.trust_store().add_csca(_der(doc.pki.csca_cert))
+        return card_id
+
+    def insert(self, card_id: str) -> None:
+        from cardreader.lds.files import parse_file
+        from cardreader.sim.chip import SimulatedChip
+        doc = self.issued[card_id]
+        self._printed = getattr(parse_file(doc.files["DG1"]), "mrz", None)
+        self.transport.insert(SimulatedChip(doc))
+
+    def remove(self) -> None:
+        self.transport.remove()
+        self._printed = None
+
+    def wait_for_card(self, timeout: float) -> bool:
+        return self.transport.wait_for_card(timeout)
+
+    def wait_for_removal(self, timeout: float) -> bool:
+        return self.transport.wait_for_removal(timeout)
+
+    def card_present(self) -> bool:
+        return self.transport.card_present()
+
+
+def _der(cert: Any) -> bytes:
+    if isinstance(cert, bytes):
+        return cert
+    for attr in ("dump", "public_bytes"):
+        if hasattr(cert, attr):
+            if attr == "public_bytes":
+                from cryptography.hazmat.primitives.serialization import Encoding
+                return cert.public_bytes(Encoding.DER)
+            return cert.dump()
+    raise TypeError("unknown certificate type")
+
+
+class ScriptedIdentity:
+    """The identity service with answers the integrator API can set per document
+    number (simulation only); otherwise the real service answers."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.answers: dict[str, tuple[str, list[str]]] = {}
+
+    def check(self, person: Any, document: Any) -> Any:
+        from gate.identity import IdentityAnswer, normalise_document_number
+        scripted = self.answers.get(normalise_document_number(document.document_number))
+        if scripted is not None:
+            return IdentityAnswer(outcome=scripted[0], reasons=scripted[1])
+        return self.inner.check(person, document)
+
+
+# --- the event stream ---------------------------------------------------------------------------
+
+class EventBus:
+    """Fan-out of transaction events to the kiosk's SSE connections. Published from
+    the transaction thread, consumed on the web server's event loop."""
+
+    def __init__(self) -> None:
+        self._subs: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
+        self._lock = threading.Lock()
+        self.last: dict[str, Any] = {"state": State.WAITING.value, "transaction_id": None}
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.last = message
+        with self._lock:
+            subs = list(self._subs)
+        for loop, q in subs:
+            try:
+                loop.call_soon_threadsafe(q.put_nowait, message)
+            except RuntimeError:   # loop closed
+                self.unsubscribe((loop, q))
+
+    def subscribe(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+        sub = (asyncio.get_running_loop(), asyncio.Queue(maxsize=100))
+        with self._lock:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: tuple[asyncio.AbstractEventLoop, asyncio.Queue]) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+
+def kiosk_message(e: TransactionEvent) -> dict[str, Any]:
+    """What the kiosk may show: the state and guidance, no reasons, no personal data."""
+    return {"state": e.state.value, "transaction_id": e.transaction_id, "guidance": e.guidance,
+            "guidance_vi": e.guidance_vi, "guidance_en": e.guidance_en}
+
+
+# --- referrals --------------------------------------------------------------------------------
+
+@dataclass
+class Referral:
+    record: TransactionRecord
+    created: float
+    resolved: str | None = None        # 'open' | 'deny' | 'expired'
+    resolved_by: str | None = None
+    resolved_at: dt.datetime | None = None
+    reason: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class OverrideError(Exception):
+    pass
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+class Gate:
+    def __init__(self, settings: Settings, *, devices: Devices | None = None, lane: SimulatedLane | None = None,
+                 camera: PreviewCamera | None = None, face: Any = None, clock: Callable[[], dt.datetime] = utcnow):
+        self.settings = settings
+        self.clock = clock
+        self.bus = EventBus()
+        self.referrals: dict[str, Referral] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=500)
+        self.history: deque[tuple[dt.datetime, str, tuple[str, ...], float]] = deque(maxlen=10000)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current: Transaction | None = None
+        self.audit: Any = None
+        self.audit_error: str | None = None
+        if devices is None:
+            devices, lane, camera, face = self._build_devices(settings)
+        else:
+            self.audit = devices.audit
+        self.devices, self.lane, self.camera, self.face = devices, lane, camera, face
+
+    def _build_devices(self, s: Settings) -> tuple[Devices, Any, PreviewCamera, Any]:
+        from gate.audit import AuditStore
+        from gate.identity import connect
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.audit = AuditStore.from_settings(s)
+        except Exception as e:
+            self.audit_error = type(e).__name__
+            log.error("audit store unavailable", extra={"error_type": type(e).__name__})
+            self.audit = _NoAudit()
+        if s.reader.kind != "simulated":
+            raise NotImplementedError("PC/SC lanes are wired by the lead (cardreader.transport.PcscTransport)")
+        lane = SimulatedLane(s)
+        camera = PreviewCamera(camera_from(s.camera.kind, s.camera.source, s.camera.fps))
+        face = FaceStationAdapter(s, camera)
+        identity = connect(s)
+        if s.integrator_api:
+            identity = ScriptedIdentity(identity)
+        devices = Devices(scanner=lane, reader=lane, face=face, identity=identity, audit=self.audit,
+                          barrier=SimulatedBarrier(auto_pass_after=None))
+        return devices, lane, camera, face
+
+    # -- loop --
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="gate-lane")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.lane.wait_for_card(self.settings.transaction.card_wait_s):
+                    self.run_transaction()
+                    while not self._stop.is_set() and self.lane.card_present():
+                        self.lane.wait_for_removal(self.settings.transaction.card_wait_s)
+                    self._publish_waiting()
+                self.expire_referrals()
+            except Exception as e:  # the lane keeps serving; the error is counted and logged
+                DEVICE_ERRORS.labels("lane", type(e).__name__).inc()
+                log.exception("lane loop error")
+                time.sleep(0.5)
+
+    def _publish_waiting(self) -> None:
+        self.bus.publish({"state": State.WAITING.value, "transaction_id": None})
+
+    def run_transaction(self) -> TransactionRecord:
+        t = self.settings.transaction
+        tx = Transaction(self.devices, self.settings.policy,
+                         timeouts=Timeouts(scan_s=t.scan_s, read_s=t.read_s, face_s=t.face_s,
+                                           identity_s=t.identity_s, audit_s=t.audit_s, barrier_s=t.barrier_s,
+                                           passage_s=t.passage_s),
+                         face_window_s=self.settings.face.capture_window_s,
+                         keep_face_images=self.settings.audit.keep_face_images, gate_id=self.settings.gate_id,
+                         on_event=lambda e: self.bus.publish(kiosk_message(e)), clock=self.clock)
+        self.current = tx
+        rec = tx.run()
+        self.current = None
+        self.recent.append(rec.public())
+        self.history.append((rec.started_at, rec.outcome or "referred", tuple(rec.reasons),
+                             sum(rec.step_seconds.values())))
+        if rec.outcome == "referred":
+            self.referrals[rec.id] = Referral(rec, time.monotonic())
+        return rec
+
+    # -- referrals --
+    def open_referrals(self) -> list[Referral]:
+        return [r for r in self.referrals.values() if r.resolved is None]
+
+    def expire_referrals(self) -> None:
+        ttl = self.settings.transaction.referral_ttl_s
+        for r in list(self.referrals.values()):
+            if r.resolved is None and time.monotonic() - r.created > ttl:
+                r.resolved, r.resolved_at = "expired", self.clock()
+                r.record.personal.drop()
+            if r.resolved is not None and time.monotonic() - r.created > ttl:
+                self.referrals.pop(r.record.id, None)
+
+    def resolve(self, referral_id: str, action: str, reason: str, actor: str) -> Referral:
+        """An officer's override: audited first; 'open' then lets the traveller through."""
+        r = self.referrals.get(referral_id)
+        if r is None:
+            raise OverrideError("unknown referral")
+        if action not in ("open", "deny"):
+            raise OverrideError("action must be open or deny")
+        if not reason.strip():
+            raise OverrideError("a reason is required")
+        with r.lock:
+            if r.resolved is not None:
+                raise OverrideError(f"referral already {r.resolved}")
+            ev = AuditEvent(event_type="override", gate_id=self.settings.gate_id, transaction_id=referral_id,
+                            outcome=action, reason_codes=[f"override.{action}"] + list(r.record.reasons),
+                            checks={"reason": reason.strip()[:500]}, actor=actor, occurred_at=self.clock())
+            call_with_timeout(self.devices.audit.append, self.settings.transaction.audit_s, ev)
+            if action == "open":
+                self._officer_open(referral_id, actor)
+            r.resolved, r.resolved_by, r.resolved_at, r.reason = action, actor, self.clock(), reason.strip()
+            r.record.personal.drop()
+        log.info("referral resolved", extra={"referral_id": referral_id, "action": action, "user": actor})
+        return r
+
+    def _officer_open(self, referral_id: str, actor: str) -> None:
+        b = self.devices.barrier
+        t = self.settings.transaction
+        call_with_timeout(b.open, t.barrier_s)
+        if b.state() is not BarrierState.OPEN:
+            raise OverrideError("barrier fault")
+        self.bus.publish({"state": State.BARRIER_OPEN.value, "transaction_id": referral_id})
+        threading.Thread(target=self._officer_passage, args=(referral_id, actor), daemon=True).start()
+
+    def _officer_passage(self, referral_id: str, actor: str) -> None:
+        b = self.devices.barrier
+        t = self.settings.transaction
+        passed = False
+        try:
+            passed = b.wait_for_passage(t.passage_s)
+        finally:
+            try:
+                b.close()
+            except Exception:
+                DEVICE_ERRORS.labels("barrier_close", "error").inc()
+        try:
+            self.devices.audit.append(AuditEvent(
+                event_type="passage", gate_id=self.settings.gate_id, transaction_id=referral_id,
+                outcome="passed" if passed else "no_passage", actor=actor, occurred_at=self.clock(),
+                reason_codes=[] if passed else ["barrier.passage_timeout"]))
+        except Exception:
+            log.error("officer passage not recorded", extra={"referral_id": referral_id})
+        self._publish_waiting()
+
+    # -- operations --
+    def readiness(self) -> dict[str, Any]:
+        audit_ok = False
+        try:
+            if self.audit is not None and hasattr(self.audit, "engine"):
+                with self.audit.engine.connect() as c:
+                    c.exec_driver_sql("SELECT 1")
+                audit_ok = True
+        except Exception:
+            audit_ok = False
+        face_ok = bool(getattr(self.face, "ready", True))
+        reader_ok = self.lane is not None
+        return {"ready": audit_ok and face_ok and reader_ok,
+                "checks": {"models_loaded": face_ok, "audit_store": audit_ok, "reader_present": reader_ok},
+                "face_models_error": getattr(self.face, "error", None)}
+
+
+class _NoAudit:
+    """Stands in when the audit store cannot be opened: every append fails, so every
+    transaction refers (and /readyz says not ready)."""
+
+    def append(self, event: Any) -> Any:
+        from gate.audit import AuditUnavailable
+        raise AuditUnavailable("audit store not open")
+
+
+def persona_from(base: Any, **changes: Any) -> Any:
+    """A persona with some fields replaced (pydantic model or dataclass)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if hasattr(base, "model_copy"):
+        return base.model_copy(update=changes)
+    import dataclasses
+    return dataclasses.replace(base, **changes)
+
+
+def save_upload(data_dir: Path, name: str, data: bytes) -> Path:
+    d = data_dir / "uploads"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    p.write_bytes(data)
+    return p
+
+
+# --- command line: `python -m gate run` and `python -m gate bench` -------------------------------
+
+DEMO_ACCOUNT = "demo-supervisor"
+
+
+def register(subparsers) -> None:
+    run = subparsers.add_parser("run", help="start the gate (the default command)")
+    run.add_argument("--host", help="listen address (settings: host)")
+    run.add_argument("--port", type=int, help="listen port (settings: port)")
+    run.set_defaults(func=_cmd_run)
+    bench = subparsers.add_parser("bench", help="time end-to-end transactions on the simulated devices")
+    bench.add_argument("-n", type=int, default=5, help="transactions to run")
+    bench.set_defaults(func=_cmd_bench)
+
+
+def demo_account(settings: Settings, users: Any) -> str | None:
+    """In the demo profile only: a supervisor account with a fresh random password,
+    returned once to be printed (there is no fixed default password)."""
+    import secrets
+    if settings.profile != "demo":
+        return None
+    password = secrets.token_urlsafe(12)
+    if any(u.username == DEMO_ACCOUNT for u in users.list()):
+        users.set_password(DEMO_ACCOUNT, password)
+        users.set_disabled(DEMO_ACCOUNT, False)
+    else:
+        users.add(DEMO_ACCOUNT, password, "supervisor")
+    return password
+
+
+def _cmd_run(args) -> int:
+    import uvicorn
+
+    from gate.config import setup_logging
+    from gate.web.app import create_app
+    from gate.web.auth import UserStore
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = Settings(**overrides)
+    setup_logging()
+    users = UserStore.in_dir(settings.data_dir)
+    password = demo_account(settings, users)
+    if settings.profile == "production" and not users.has_role("supervisor"):
+        print("No supervisor account: create one with `python -m gate users add NAME --role supervisor`")
+    g = Gate(settings)
+    g.start()
+    app = create_app(g, users)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"Kiosk:   {base}/kiosk")
+    print(f"Console: {base}/console")
+    if password:
+        print(f"Demo console account: {DEMO_ACCOUNT} / {password}  (demo profile only; new at each start)")
+    if settings.integrator_api and settings.profile != "production":
+        print(f"Integrator API: {base}/integrator  (OpenAPI: {base}/docs)")
+    sys.stdout.flush()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    finally:
+        g.stop()
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    """Run n demo transactions and print where the time goes."""
+    import tempfile
+
+    from cardreader.sim.persona import load_persona
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), transaction={"passage_s": 1.0})
+        g = Gate(settings)
+        while not g.face.ready and g.face.error is None:
+            time.sleep(0.1)
+        if not g.face.ready:
+            print(f"face models not loaded: {g.face.error}")
+            return 1
+        g.devices.barrier._auto = 0.0   # the simulated traveller walks straight through
+        card = g.lane.issue(load_persona("demo"))
+        totals, device = [], []
+        for i in range(args.n):
+            g.lane.insert(card)
+            t0 = time.perf_counter()
+            rec = g.run_transaction()
+            took = time.perf_counter() - t0
+            g.lane.remove()
+            dev = sum(v for k, v in rec.step_seconds.items() if k in ("scan", "read", "face_reference", "face",
+                                                                      "identity", "barrier", "passage",
+                                                                      "barrier_close"))
+            totals.append(took)
+            device.append(dev)
+            steps = " ".join(f"{k}={v * 1000:.0f}ms" for k, v in rec.step_seconds.items())
+            print(f"#{i + 1} {rec.outcome:8s} total={took * 1000:.0f}ms devices={dev * 1000:.0f}ms {steps}")
+        n = len(totals)
+        mean_t, mean_d = sum(totals) / n, sum(device) / n
+        print(f"mean end-to-end {mean_t * 1000:.0f} ms; device time {mean_d * 1000:.0f} ms; "
+              f"gate overhead (audit, policy, threads) {(mean_t - mean_d) * 1000:.0f} ms")
+        g.stop()
+    return 0

@@ -1,0 +1,67 @@
+// The kiosk: follows the gate's state over server-sent events and shows the
+// bilingual instruction for it; during face capture it shows the camera with the
+// face guide and the face pipeline's guidance. Spoken prompts play when enabled.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  let messages = {};
+  let current = null;
+  let speak = localStorage.getItem("egate-sound") !== "off";
+  let previewTimer = null;
+  const audio = new Audio();
+
+  function setSound(on) {
+    speak = on;
+    localStorage.setItem("egate-sound", on ? "on" : "off");
+    $("sound").textContent = on ? "🔊" : "🔈";
+    $("sound").setAttribute("aria-pressed", String(on));
+  }
+
+  function say(state) {
+    if (!speak) return;
+    const parts = ["vi", "en"].map((l) => `/kiosk/speech/${encodeURIComponent(state)}/${l}.wav`);
+    let i = 0;
+    audio.onended = () => { if (++i < parts.length) { audio.src = parts[i]; audio.play().catch(() => {}); } };
+    audio.src = parts[0];
+    audio.play().catch(() => {});
+  }
+
+  function preview(on) {
+    $("camera").hidden = !on;
+    if (on && !previewTimer) {
+      const img = $("preview");
+      const tick = () => { img.src = "/kiosk/camera.jpg?t=" + Date.now(); };
+      img.onerror = () => {};
+      tick();
+      previewTimer = setInterval(tick, 250);
+    } else if (!on && previewTimer) {
+      clearInterval(previewTimer);
+      previewTimer = null;
+    }
+  }
+
+  function show(ev) {
+    const m = messages[ev.state] || messages["referred"] || { vi: "", en: "", tone: "stop" };
+    document.body.className = "tone-" + m.tone;
+    $("msg-vi").textContent = m.vi;
+    $("msg-en").textContent = m.en;
+    $("state").textContent = ev.state;
+    $("state").dataset.state = ev.state;
+    const g = ev.state === "face_capture" && ev.guidance_vi;
+    $("guidance").hidden = !g;
+    if (g) { $("g-vi").textContent = ev.guidance_vi; $("g-en").textContent = ev.guidance_en || ""; }
+    preview(ev.state === "face_capture");
+    if (ev.state !== current) say(ev.state);
+    current = ev.state;
+  }
+
+  function connect() {
+    const es = new EventSource("/kiosk/events");
+    es.onmessage = (e) => { try { show(JSON.parse(e.data)); } catch (err) { /* ignore a bad frame */ } };
+    es.onerror = () => { es.close(); setTimeout(connect, 2000); };
+  }
+
+  $("sound").addEventListener("click", () => setSound(!speak));
+  setSound(speak);
+  fetch("/api/kiosk/messages").then((r) => r.json()).then((m) => { messages = m; connect(); });
+})();

@@ -1,0 +1,263 @@
+"""Officer console: login (argon2, rotation, CSRF, lockout, expiry), roles, the
+referral queue with photos, audited overrides, accounts, audit search/export, dashboard."""
+from __future__ import annotations
+
+import numpy as np
+from argon2 import PasswordHasher
+import pytest
+from fastapi.testclient import TestClient
+from test_transaction import Answer, Audit, Face, FakeFace, Identity, Reader, Scanner
+
+from gate.audit import AuditStore
+from gate.barrier import SimulatedBarrier
+from gate.config import Settings
+from gate.station import Gate
+from gate.transaction import Devices
+from gate.web.app import COOKIE, create_app
+from gate.web.auth import Sessions, UserStore
+
+PW = "correct horse battery"
+FAST = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)   # argon2id, cheap for tests
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def env(tmp_path):
+    settings = Settings(data_dir=tmp_path, integrator_api=False, transaction={"passage_s": 0.5})
+    audit = AuditStore.from_settings(settings)
+    devices = Devices(scanner=Scanner(), reader=Reader(), face=Face(FakeFace(
+        outcome="no_match", score=0.1, best_frame=np.full((40, 30, 3), 128, np.uint8))),
+        identity=Identity(Answer("clear")), audit=audit, barrier=SimulatedBarrier(auto_pass_after=0.01))
+    gate = Gate(settings, devices=devices)
+    users = UserStore.in_dir(tmp_path, FAST)
+    for name, role in (("olga", "officer"), ("sam", "supervisor"), ("ada", "auditor")):
+        users.add(name, PW, role)
+    clock = Clock()
+    sessions = Sessions(idle_s=60, absolute_s=600, max_failures=3, lockout_base_s=30, clock=clock)
+    app = create_app(gate, users, sessions)
+    return gate, audit, users, clock, app
+
+
+def client(app) -> TestClient:
+    return TestClient(app, base_url="http://testserver")
+
+
+def login(c: TestClient, user: str, password: str = PW):
+    csrf = c.get("/api/console/session").json()["csrf"]
+    return c.post("/api/console/login", json={"username": user, "password": password},
+                  headers={"X-CSRF-Token": csrf})
+
+
+def token(c: TestClient) -> dict[str, str]:
+    return {"X-CSRF-Token": c.get("/api/console/session").json()["csrf"]}
+
+
+def test_login_rotates_the_session_and_sets_strict_cookies(env):
+    *_, app = env
+    c = client(app)
+    pre = c.get("/api/console/session")
+    assert pre.json()["authenticated"] is False
+    cookie = pre.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    before = c.cookies[COOKIE]
+    r = login(c, "olga")
+    assert r.status_code == 200 and r.json()["role"] == "officer"
+    assert c.cookies[COOKIE] != before          # no session fixation
+    # the old id is dead
+    stale = client(app)
+    stale.cookies.set(COOKIE, before)
+    assert stale.get("/api/console/session").json()["authenticated"] is False
+
+
+def test_login_needs_the_csrf_token(env):
+    *_, app = env
+    c = client(app)
+    c.get("/api/console/session")
+    r = c.post("/api/console/login", json={"username": "olga", "password": PW})
+    assert r.status_code == 403
+
+
+def test_lockout_per_account_and_per_address_with_backoff(env):
+    *_, clock, app = env
+    c = client(app)
+    for _ in range(3):
+        assert login(c, "olga", "wrong password!").status_code == 401
+    r = login(c, "olga")                     # right password, but locked
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 30
+    assert login(c, "sam").status_code == 429  # the address is locked too
+    clock.t += 31
+    assert login(c, "olga").status_code == 200
+    # a further failure after lockout doubles the wait
+    c2 = client(app)
+    for _ in range(3):
+        login(c2, "sam", "nope nope nope")
+    assert login(c2, "sam").status_code == 429      # refused while locked, not counted
+    clock.t += 31
+    assert login(c2, "sam", "nope nope nope").status_code == 401
+    assert int(login(c2, "sam").headers["Retry-After"]) >= 60
+
+
+def test_idle_and_absolute_expiry(env):
+    *_, clock, app = env
+    c = client(app)
+    login(c, "olga")
+    clock.t += 59
+    assert c.get("/api/console/referrals").status_code == 200
+    clock.t += 61
+    assert c.get("/api/console/referrals").status_code == 401
+    login(c, "olga")
+    for _ in range(12):
+        clock.t += 55
+        c.get("/api/console/referrals")
+    assert c.get("/api/console/referrals").status_code == 401   # absolute 600 s passed
+
+
+def test_referral_queue_shows_photos_and_override_is_audited(env):
+    gate, audit, *_, app = env
+    rec = gate.run_transaction()
+    assert rec.outcome == "referred" and "face.no_match" in rec.reasons
+    anon = client(app)
+    assert anon.get("/api/console/referrals").status_code == 401
+    assert anon.get(f"/api/console/referrals/{rec.id}/photo/chip").status_code == 401
+    c = client(app)
+    login(c, "olga")
+    q = c.get("/api/console/referrals").json()
+    assert [x["id"] for x in q] == [rec.id]
+    assert q[0]["traveller"]["primary_identifier"] == "COLLINS" and q[0]["has_live_photo"]
+    assert c.get(f"/api/console/referrals/{rec.id}/photo/live").headers["content-type"] == "image/jpeg"
+    assert c.get(f"/api/console/referrals/{rec.id}/photo/chip").content == b"\xff\xd8chip"
+    url = f"/api/console/referrals/{rec.id}/override"
+    assert c.post(url, json={"action": "open", "reason": "checked passport by hand"}).status_code == 403
+    assert c.post(url, json={"action": "open", "reason": ""}, headers=token(c)).status_code == 422
+    r = c.post(url, json={"action": "open", "reason": "checked passport by hand"}, headers=token(c))
+    assert r.status_code == 200 and r.json()["resolved"] == "open"
+    overrides = audit.search(event_type="override")
+    assert len(overrides) == 1 and overrides[0].actor == "olga" and overrides[0].outcome == "open"
+    assert overrides[0].checks["reason"] == "checked passport by hand"
+    assert "face.no_match" in overrides[0].reason_codes
+    assert [e for _, e in gate.devices.barrier.history][:1] == ["open"]
+    # resolved: personal data gone, queue empty, no second override
+    assert rec.personal.chip_face_jpeg is None
+    assert c.get("/api/console/referrals").json() == []
+    assert c.post(url, json={"action": "deny", "reason": "again"}, headers=token(c)).status_code == 409
+
+
+def test_role_separation(env):
+    gate, *_, app = env
+    rec = gate.run_transaction()
+    auditor, officer, sup = client(app), client(app), client(app)
+    login(auditor, "ada")
+    login(officer, "olga")
+    login(sup, "sam")
+    url = f"/api/console/referrals/{rec.id}/override"
+    assert auditor.post(url, json={"action": "open", "reason": "no"}, headers=token(auditor)).status_code == 403
+    assert auditor.get("/api/console/referrals").status_code == 403
+    assert officer.get("/api/console/audit").status_code == 403
+    assert officer.get("/api/console/audit/export").status_code == 403
+    assert sup.get("/api/console/audit/export").status_code == 403
+    assert officer.get("/api/console/users").status_code == 403
+    assert officer.get("/api/console/dashboard").status_code == 403
+    assert auditor.get("/api/console/audit").status_code == 200
+
+
+def test_supervisor_only_override_policy(tmp_path):
+    settings = Settings(data_dir=tmp_path, integrator_api=False, policy={"override_role": "supervisor"})
+    devices = Devices(scanner=Scanner(), reader=Reader(), face=Face(FakeFace(outcome="no_match", score=0.1)),
+                      identity=Identity(), audit=Audit(), barrier=SimulatedBarrier(auto_pass_after=0.01))
+    gate = Gate(settings, devices=devices)
+    users = UserStore.in_dir(tmp_path, FAST)
+    users.add("olga", PW, "officer")
+    users.add("sam", PW, "supervisor")
+    app = create_app(gate, users)
+    rec = gate.run_transaction()
+    officer, sup = client(app), client(app)
+    assert login(officer, "olga").json()["can_override"] is False
+    login(sup, "sam")
+    url = f"/api/console/referrals/{rec.id}/override"
+    assert officer.post(url, json={"action": "deny", "reason": "x y z"}, headers=token(officer)).status_code == 403
+    assert sup.post(url, json={"action": "deny", "reason": "x y z"}, headers=token(sup)).status_code == 200
+    assert gate.devices.barrier.history == []      # deny never touches the barrier
+
+
+def test_override_refused_when_the_audit_is_down(tmp_path):
+    settings = Settings(data_dir=tmp_path, integrator_api=False)
+    audit = Audit()
+    devices = Devices(scanner=Scanner(), reader=Reader(), face=Face(FakeFace(outcome="no_match", score=0.1)),
+                      identity=Identity(), audit=audit, barrier=SimulatedBarrier(auto_pass_after=0.01))
+    gate = Gate(settings, devices=devices)
+    users = UserStore.in_dir(tmp_path, FAST)
+    users.add("olga", PW, "officer")
+    app = create_app(gate, users)
+    rec = gate.run_transaction()
+    audit.fail_on = {"*"}
+    c = client(app)
+    login(c, "olga")
+    r = c.post(f"/api/console/referrals/{rec.id}/override", json={"action": "open", "reason": "ok by me"},
+               headers=token(c))
+    assert r.status_code == 503
+    assert gate.devices.barrier.history == []
+
+
+def test_supervisor_manages_accounts(env):
+    _, _, users, _, app = env
+    sup = client(app)
+    login(sup, "sam")
+    r = sup.post("/api/console/users", json={"username": "nina", "password": "short", "role": "officer"},
+                 headers=token(sup))
+    assert r.status_code == 400
+    r = sup.post("/api/console/users", json={"username": "nina", "password": PW, "role": "officer"},
+                 headers=token(sup))
+    assert r.status_code == 201
+    nina = client(app)
+    assert login(nina, "nina").status_code == 200
+    r = sup.post("/api/console/users/nina/disabled", json={"disabled": True}, headers=token(sup))
+    assert r.json()["disabled"] is True
+    assert nina.get("/api/console/referrals").status_code == 401        # sessions dropped
+    assert login(client(app), "nina").status_code == 401
+    stored = users.engine.connect().exec_driver_sql("select password_hash from console_users").fetchall()
+    assert all(h.startswith("$argon2id$") for (h,) in stored)
+
+
+def test_auditor_searches_and_exports(env):
+    gate, *_, app = env
+    rec = gate.run_transaction()
+    c = client(app)
+    login(c, "ada")
+    rows = c.get("/api/console/audit", params={"reason": "face.no_match"}).json()
+    assert [r["transaction_id"] for r in rows] == [rec.id]
+    assert c.get("/api/console/audit", params={"reason": "identity.revoked"}).json() == []
+    by_doc = c.get("/api/console/audit", params={"document_number": "000123456"}).json()
+    assert rec.id in {r["transaction_id"] for r in by_doc}
+    csv = c.get("/api/console/audit/export", params={"format": "csv"})
+    assert csv.status_code == 200 and rec.id in csv.text and "000123456" not in csv.text
+    jl = c.get("/api/console/audit/export")
+    assert rec.id in jl.text and "COLLINS" not in jl.text
+
+
+def test_dashboard_counts_outcomes_and_reasons(env):
+    gate, *_, app = env
+    gate.run_transaction()
+    gate.devices.face.result = FakeFace()
+    gate.run_transaction()
+    c = client(app)
+    login(c, "sam")
+    d = c.get("/api/console/dashboard").json()
+    assert d["totals"]["transactions"] == 2 and d["totals"]["passed"] == 1 and d["totals"]["referred"] == 1
+    assert d["reasons"] == {"face.no_match": 1, "missing.identity": 1}
+    assert sum(p["passed"] + p["referred"] for p in d["series"]) == 2
+
+
+def test_console_page_is_self_contained(env):
+    *_, app = env
+    c = client(app)
+    page = c.get("/console").text
+    assert "http://" not in page and "https://" not in page
+    assert c.get("/static/console.js").status_code == 200
+    assert c.get("/static/../app.py").status_code == 404
