@@ -23,10 +23,12 @@ import ecdsa
 from asn1crypto import algos, cms, core, crl, keys, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from ecdsa.ellipticcurve import CurveFp, PointJacobi
 from ecdsa.util import sigencode_der
 
 from cardreader.lds.sod import LDS_SECURITY_OBJECT_OID, build_lds_security_object
+from cardreader.pki import iso9796_2
 from cardreader.pki.countries import certificate_country
 from cardreader.pki.signatures import HASHES
 
@@ -303,6 +305,17 @@ class TestPKI:
         content = CscaMasterList({"version": 0, "cert_list": [x509.Certificate.load(c) for c in
                                                               (cscas if cscas is not None else [self.csca_cert])]})
         return cms_sign(content.dump(), MASTER_LIST_OID, key, cert, self.digest).dump()
+
+
+def aa_sign(private_key, challenge: bytes, digest: str | None = None) -> bytes:
+    """The simulated chip's INTERNAL AUTHENTICATE answer: ISO/IEC 9796-2 scheme 1 for RSA
+    (SHA-1 with trailer 0xBC unless `digest` says otherwise), plain r||s ECDSA (BSI TR-03111,
+    `digest` as DG14's ActiveAuthenticationInfo names it, default SHA-256) for EC keys."""
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return iso9796_2.sign(private_key, challenge, digest=digest or "sha1")
+    r, s = decode_dss_signature(private_key.sign(challenge, ec.ECDSA(HASHES[digest or "sha256"]())))
+    size = (private_key.curve.key_size + 7) // 8
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 def cms_sign(econtent: bytes, content_type: str, key: SigningKey, cert_der: bytes, digest: str, *,
