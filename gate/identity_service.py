@@ -27,7 +27,7 @@ from gate.identity import (DocumentQuery, IdentityAnswer, PersonQuery, normalise
 log = logging.getLogger(__name__)
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-DEMO_PERSONA = CHECKOUT / "cardreader" / "sim" / "personas" / "demo.json"
+PERSONAS = CHECKOUT / "cardreader" / "sim" / "personas"
 
 
 class DocumentStatus(str, enum.Enum):
@@ -253,20 +253,23 @@ class IdentityRegistry:
         with self.sessions() as s:
             return [PersonOut.of(p) for p in s.execute(sa.select(Person).order_by(Person.id)).scalars()]
 
-    def seed(self, persona_path: Path = DEMO_PERSONA) -> list[PersonOut]:
-        """The demo traveller (read from the simulator's persona file, so the
-        gate and the card agree) and one person for every other answer."""
+    def seed(self, personas: Path = PERSONAS) -> list[PersonOut]:
+        """The simulator's personas, all in good standing (read from their
+        files, so the cards and the registry agree), and one person for every
+        other answer."""
+        files = sorted(personas.glob("*.json"))
+        if not files:
+            log.warning("no persona files in %s: the demo travellers are not seeded", personas)
         added = []
-        if persona_path.is_file():
-            added.append(self.add_person(demo_person(persona_path)))
-        else:
-            log.warning("demo persona %s not found: the demo traveller is not seeded", persona_path)
-        for p in SEED_PEOPLE:
-            added.append(self.add_person(p))
+        for person in [*map(persona_person, files), *SEED_PEOPLE]:
+            try:
+                added.append(self.add_person(person))
+            except sa.exc.IntegrityError:   # seeded before: the document is registered already
+                continue
         return added
 
 
-def demo_person(path: Path) -> PersonIn:
+def persona_person(path: Path) -> PersonIn:
     d = json.loads(path.read_text())
     return PersonIn(surname=d["surname"], given_names=d.get("given_names", ""),
                     date_of_birth=d.get("date_of_birth"), nationality=d.get("nationality"),

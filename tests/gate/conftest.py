@@ -41,7 +41,8 @@ def postgres_server():
     try:
         pg(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         pg(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
-           "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100")
+           # fsync off: a scratch cluster whose shutdown checkpoint would otherwise fsync every test database
+           "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off")
     except subprocess.CalledProcessError as e:
         log = (root / "log").read_text() if (root / "log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
