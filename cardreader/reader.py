@@ -1,0 +1,272 @@
+"""Read an eMRTD end to end: access control, files, clone detection, passive authentication.
+
+`read_document` never raises for anything the card or the link does: every
+failure ends the read with `ReadResult.ok = False` and a reason code, within
+the deadline. Files are kept only from verified secure-messaging responses.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from cardreader.apdu import (MRTD_AID, BlockSize, CardError, DeadlineExceeded, FileNotFound, PlainChannel,
+                             probe_extended_length, read_file, select_aid)
+from cardreader.lds import LDSError
+from cardreader.lds.files import FILE_IDS, SFI
+from cardreader.lds.mrz import MRZ, MRZKey
+from cardreader.lds.security_infos import ParsedSecurityInfos, parse_security_infos
+from cardreader.protocol import bac, ca, pace
+from cardreader.protocol.pace import CAN
+from cardreader.protocol.sm import AccessControlError, SecureChannel, SecureMessagingError
+from cardreader.transport import CardAbsent, Transport, TransportError, TransportTimeout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILES = ("DG1", "DG2", "DG11", "DG12", "DG13", "DG14", "DG15")
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    apdus: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    """Outcome of chip authentication (preferred) or active authentication."""
+
+    protocol: str | None  # 'CA' | 'AA' | None
+    result: str  # 'passed' | 'failed' | 'not_performed'
+    reason: str | None = None
+    detail: str | None = None  # e.g. 'CA-ECDH-AES-128'
+
+
+@dataclass(repr=False)
+class ReadResult:
+    ok: bool = False
+    error: str | None = None
+    access_control: str = ""
+    files: dict[str, bytes] = field(default_factory=dict)
+    file_stats: dict[str, FileStat] = field(default_factory=dict)
+    dg1: MRZ | None = None
+    face_image: Any = None  # numpy BGR uint8
+    face_image_bytes: bytes | None = None
+    dg13: dict | None = None
+    passive_authentication: Any = None  # cardreader.pki.PAResult
+    clone_detection: CloneResult | None = None
+    extended_length: bool = False
+    apdus: int = 0
+    seconds: float = 0.0
+    block_size: int = 0
+
+    def __repr__(self) -> str:  # files, DG1, face and DG13 are personal data
+        return (f"ReadResult(ok={self.ok}, error={self.error!r}, access_control={self.access_control!r}, "
+                f"files={sorted(self.files)}, clone_detection={self.clone_detection}, apdus={self.apdus})")
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures without personal data."""
+        pa = self.passive_authentication
+        return {
+            "ok": self.ok, "error": self.error, "access_control": self.access_control,
+            "extended_length": self.extended_length, "block_size": self.block_size,
+            "apdus": self.apdus, "seconds": round(self.seconds, 4),
+            "files": {n: {"size": s.size, "apdus": s.apdus, "seconds": round(s.seconds, 4)}
+                      for n, s in self.file_stats.items()},
+            "clone_detection": None if self.clone_detection is None else vars(self.clone_detection),
+            "passive_authentication": None if pa is None else getattr(pa, "verdict", None),
+        }
+
+
+class _Reader:
+    """One read: the state every step needs, so the steps stay short."""
+
+    def __init__(self, transport: Transport, deadline: float, clock: Callable[[], float]) -> None:
+        self.transport, self.deadline, self.clock = transport, deadline, clock
+        self.plain = PlainChannel(transport)
+        self.channel: PlainChannel | SecureChannel = self.plain
+        self.block = BlockSize()
+        self.result = ReadResult()
+
+    def check_deadline(self) -> None:
+        if self.clock() > self.deadline:
+            raise DeadlineExceeded("read deadline passed")
+
+    def read(self, name: str) -> bytes:
+        self.check_deadline()
+        start, before = self.clock(), self.plain.stats.apdus
+        data = read_file(self.channel, fid=FILE_IDS[name], sfi=SFI.get(name), block=self.block,
+                         deadline=self.deadline, clock=self.clock)
+        self.result.files[name] = data
+        self.result.file_stats[name] = FileStat(len(data), self.plain.stats.apdus - before, self.clock() - start)
+        return data
+
+    def card_access(self) -> ParsedSecurityInfos | None:
+        """EF.CardAccess from the MF, read in plain; absent or unreadable means no PACE."""
+        try:
+            data = self.read("EF.CardAccess")
+        except CardError:
+            self.transport.reset()
+            return None
+        try:
+            return parse_security_infos(data)
+        except LDSError:
+            log.warning("EF.CardAccess does not decode; falling back to BAC")
+            return None
+
+    def access_control(self, key: MRZKey | CAN, infos: ParsedSecurityInfos | None,
+                       rng: Callable[[int], bytes]) -> None:
+        options = [o for o in (infos.pace if infos else []) if pace.supported(o)]
+        if options:
+            try:
+                self.channel = pace.perform_pace(self.plain, key, options[0],
+                                                 send_parameter_id=len(infos.pace) > 1, rng=rng)
+                self.result.access_control = pace.describe(options[0])
+                select_aid(self.channel)
+                return
+            except pace.PACEError as e:
+                if e.reason == "access_denied" or isinstance(key, CAN):
+                    raise
+                # 9303-11 §4.2: a chip offering PACE also accepts BAC; a PACE protocol failure
+                # (not a wrong password) may be retried with BAC after a reset.
+                log.warning("PACE failed (%s); retrying with BAC", e.reason)
+                self.transport.reset()
+        elif infos and infos.pace:
+            log.info("no offered PACE option is supported here; using BAC")
+        if isinstance(key, CAN):
+            raise AccessControlError("the chip offers no PACE, and a CAN cannot do BAC", "access_denied")
+        select_aid(self.plain)
+        self.channel = bac.perform_bac(self.plain, key, rng=rng)
+        self.result.access_control = "BAC"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CardAbsent):
+        return "card_removed"
+    if isinstance(exc, (TransportTimeout, DeadlineExceeded)):
+        return "timeout"
+    if isinstance(exc, TransportError):
+        return "transport_error"
+    if isinstance(exc, (SecureMessagingError, AccessControlError, CardError, LDSError)):
+        return exc.reason
+    return "internal_error"
+
+
+def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any = None,
+                  at: dt.datetime | None = None, deadline_s: float = 20.0, files: tuple[str, ...] = DEFAULT_FILES,
+                  clone_detection: bool = True, clock: Callable[[], float] = time.monotonic,
+                  rng: Callable[[int], bytes] = os.urandom) -> ReadResult:
+    """Read and check the document on `transport` with the MRZ key or the CAN.
+
+    PACE is used when EF.CardAccess offers a supported option, else BAC.
+    EF.COM and EF.SOD are always read; of `files`, those EF.COM lists. DG14 is
+    read first so chip authentication protects every later file.
+    """
+    start = clock()
+    r = _Reader(transport, start + deadline_s, clock)
+    res = r.result
+    try:
+        if not transport.card_present():
+            raise CardAbsent("no card")
+        res.extended_length = probe_extended_length(r.plain)
+        r.block.extended = res.extended_length
+        r.access_control(key, r.card_access(), rng)
+        listed = _listed(r.read("EF.COM"))
+        wanted = [n for n in files if n in listed]
+        if "DG14" in wanted:
+            r.read("DG14")
+            if clone_detection:
+                res.clone_detection = _chip_authentication(r)
+        r.read("EF.SOD")
+        for name in wanted:
+            if name not in res.files:
+                r.read(name)
+        if clone_detection and res.clone_detection is None:
+            res.clone_detection = _active_authentication(r)
+        _parse(res)
+        if trust_store is not None:
+            res.passive_authentication = _passive_authentication(res, trust_store, at)
+        res.ok = res.clone_detection is None or res.clone_detection.result != "failed"
+        if not res.ok:
+            res.error = res.clone_detection.reason
+    except Exception as exc:  # the boundary: every failure becomes a reason, never a crash
+        res.ok, res.error = False, _reason(exc)
+        if res.error == "internal_error":
+            log.exception("read failed unexpectedly")
+        else:
+            log.info("read ended: %s (%s)", res.error, type(exc).__name__)
+        if isinstance(exc, SecureMessagingError):
+            res.files.clear()  # nothing from a broken channel is kept
+    res.apdus, res.seconds, res.block_size = r.plain.stats.apdus, clock() - start, r.block.current
+    return res
+
+
+def _listed(com: bytes) -> set[str]:
+    from cardreader.lds.com import COM
+    return set(COM.parse(com).data_groups)
+
+
+def _chip_authentication(r: _Reader) -> CloneResult:
+    try:
+        infos = parse_security_infos(_dg14_value(r.result.files["DG14"]))
+    except LDSError as e:
+        return CloneResult("CA", "failed", e.reason)
+    if not infos.chip_authentication_keys:
+        return CloneResult(None, "not_performed", "no_ca_key")
+    try:
+        start, before = r.clock(), r.plain.stats.apdus
+        detail = ca.perform_ca(r.channel, infos)
+        r.result.file_stats["CA"] = FileStat(0, r.plain.stats.apdus - before, r.clock() - start)
+        return CloneResult("CA", "passed", None, detail)
+    except ca.CAError as e:
+        if e.reason == "ca_unsupported":
+            return CloneResult("CA", "not_performed", e.reason)
+        return CloneResult("CA", "failed", e.reason)
+    except SecureMessagingError:
+        # the chip could not answer under the keys its DG14 key implies: a clone
+        r.result.clone_detection = CloneResult("CA", "failed", "no_valid_mac_after_ca")
+        raise SecureMessagingError("chip authentication failed: no valid MAC under the new keys",
+                                   "chip_authentication_failed") from None
+
+
+def _dg14_value(dg14: bytes) -> bytes:
+    from cardreader.lds import tlv
+    return tlv.parse_one(dg14, 0x6E).value
+
+
+def _active_authentication(r: _Reader) -> CloneResult:
+    files = r.result.files
+    if "DG15" not in files:
+        return CloneResult(None, "not_performed", "no_dg15")
+    try:
+        from cardreader.protocol.aa import active_authentication
+    except ImportError:
+        return CloneResult("AA", "not_performed", "aa_unavailable")
+    aa = active_authentication(r.channel, files["DG15"], files.get("DG14"))
+    outcome = getattr(aa, "result", None) or ("passed" if getattr(aa, "passed", False) else "failed")
+    return CloneResult("AA", outcome, getattr(aa, "reason", None))
+
+
+def _parse(res: ReadResult) -> None:
+    from cardreader.lds.dg1 import DG1
+    from cardreader.lds.dg2 import DG2
+    from cardreader.lds.dg13 import DG13
+    res.dg1 = DG1.parse(res.files["DG1"]).mrz if "DG1" in res.files else None
+    if "DG2" in res.files:
+        faces = DG2.parse(res.files["DG2"]).faces
+        if faces:
+            res.face_image_bytes = faces[0].image_bytes
+            res.face_image = faces[0].decode()
+    if "DG13" in res.files:
+        res.dg13 = DG13.parse(res.files["DG13"]).as_dict()
+
+
+def _passive_authentication(res: ReadResult, trust_store: Any, at: dt.datetime | None) -> Any:
+    from cardreader.pki import passive_authentication
+    dgs = {int(n[2:]): d for n, d in res.files.items() if n.startswith("DG")}
+    return passive_authentication(res.files["EF.SOD"], dgs, trust_store, at=at, com=res.files.get("EF.COM"),
+                                  dg1_issuing_state=res.dg1.issuing_state if res.dg1 else None)

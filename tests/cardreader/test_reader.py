@@ -1,0 +1,131 @@
+"""read_document end to end against the simulated chip, in-process: PACE, BAC, CA, PA, and every bad-card case."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cardreader.lds.mrz import MRZKey
+from cardreader.protocol.pace import CAN
+from cardreader.reader import read_document
+from cardreader.sim.chip import Faults, SimulatedChip
+from cardreader.transport import SimulatedTransport
+
+
+def _read(document, key, faults=None, **kw):
+    return read_document(SimulatedTransport(SimulatedChip(document, faults=faults), command_timeout=0.3), key, **kw)
+
+
+def test_pace_read_with_mrz(demo_document, demo_key):
+    r = _read(demo_document, demo_key)
+    assert r.ok, r.error
+    assert r.access_control == "PACE-ECDH-GM-AES-128"
+    for name in ("EF.COM", "EF.SOD", "DG1", "DG2", "DG13", "DG14", "DG15"):
+        assert r.files[name] == demo_document.files[name]
+        assert r.file_stats[name].size == len(demo_document.files[name])
+    assert r.dg1.document_number == demo_document.persona.document_number
+    assert r.face_image is not None and r.face_image.ndim == 3
+    assert r.dg13
+    assert r.clone_detection.protocol == "CA" and r.clone_detection.result == "passed"
+    # extended length: every file in one READ BINARY (SFI selects it, no SELECT)
+    assert r.file_stats["DG2"].apdus == 1
+    assert "personal" not in repr(r) or demo_document.persona.surname not in repr(r)
+    assert demo_document.persona.document_number not in repr(r)
+
+
+def test_pace_read_with_can(demo_document, demo_persona):
+    r = _read(demo_document, CAN(demo_persona.can))
+    assert r.ok and r.access_control.startswith("PACE")
+
+
+def test_bac_read_when_no_card_access(bac_document, demo_key):
+    r = _read(bac_document, demo_key)
+    assert r.ok and r.access_control == "BAC"
+    assert "EF.CardAccess" not in r.files
+
+
+def test_can_without_pace_is_denied(bac_document, demo_persona):
+    r = _read(bac_document, CAN(demo_persona.can))
+    assert not r.ok and r.error == "access_denied"
+
+
+@pytest.mark.parametrize("doc", ["demo_document", "bac_document"])
+def test_wrong_mrz_is_access_denied_and_no_file_data(doc, request):
+    wrong = MRZKey("X00000000", "900101", "300101")
+    r = _read(request.getfixturevalue(doc), wrong)
+    assert not r.ok and r.error == "access_denied"
+    assert set(r.files) <= {"EF.CardAccess"}
+
+
+def test_wrong_can_is_access_denied(demo_document):
+    r = _read(demo_document, CAN("000000"))
+    assert not r.ok and r.error == "access_denied"
+
+
+def test_passive_authentication_with_trust_store(demo_document, demo_key, tmp_path):
+    from cardreader.pki import TrustStore
+    store = TrustStore(tmp_path / "trust")
+    store.add_csca(demo_document.pki.csca_cert)
+    r = _read(demo_document, demo_key, trust_store=store)
+    assert r.ok and r.passive_authentication.verdict == "valid"
+
+
+def test_short_apdus_when_no_extended_length(demo_document, demo_key):
+    r = _read(demo_document, demo_key, Faults(no_extended=True))
+    assert r.ok and not r.extended_length
+    size = len(demo_document.files["DG2"])
+    assert r.files["DG2"] == demo_document.files["DG2"]
+    assert r.file_stats["DG2"].apdus == -(-size // 223)
+
+
+def test_block_size_adapts_to_a_small_chip_buffer(demo_document, demo_key):
+    r = _read(demo_document, demo_key, Faults(no_extended=True, max_read=192, target="none"))
+    assert r.ok and r.block_size == 192
+    assert r.files["DG2"] == demo_document.files["DG2"]
+
+
+def test_extended_blocks_adapt_too(demo_document, demo_key):
+    r = _read(demo_document, demo_key, Faults(max_read=4096, target="none"))
+    assert r.ok and r.extended_length and r.block_size <= 4096
+    assert r.files["DG2"] == demo_document.files["DG2"]
+
+
+def test_no_sfi_support_falls_back_to_select(demo_document, demo_key):
+    r = _read(demo_document, demo_key, Faults(no_sfi=True))
+    assert r.ok and r.files["DG2"] == demo_document.files["DG2"]
+
+
+FAULTS = [
+    (Faults(bad_mac=True), "bad_mac"),
+    (Faults(truncate=True), "malformed_sm_response"),
+    (Faults(oversized=True), "malformed_response"),
+    (Faults(giant_length=True), "malformed_file"),
+    (Faults(wrong_sw=0x6A82), "file_not_found"),
+    (Faults(wrong_sw=0x6F00), "card_error"),
+    (Faults(pull=True), "card_removed"),
+    (Faults(mute=True), "timeout"),
+]
+
+
+@pytest.mark.parametrize("faults,reason", FAULTS, ids=[r for _, r in FAULTS])
+@pytest.mark.parametrize("doc", ["demo_document", "bac_document"])
+def test_bad_card_ends_cleanly_with_a_reason(faults, reason, doc, demo_key, request):
+    document = request.getfixturevalue(doc)
+    start = time.monotonic()
+    r = _read(document, demo_key, faults, deadline_s=5.0)
+    assert not r.ok and r.error == reason
+    assert time.monotonic() - start < 5.0
+    assert "DG2" not in r.files
+    if reason in ("bad_mac", "malformed_sm_response"):
+        assert not r.files  # nothing kept from a broken secure channel
+
+
+def test_deadline_ends_a_slow_read(demo_document, demo_key):
+    ticks = iter(range(0, 1000))
+    r = _read(demo_document, demo_key, clock=lambda: next(ticks) * 0.5, deadline_s=3.0)
+    assert not r.ok and r.error == "timeout"
+
+
+def test_no_card(demo_key):
+    r = read_document(SimulatedTransport(None), demo_key)
+    assert not r.ok and r.error == "card_removed"
