@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cardreader.apdu import CommandAPDU, PlainChannel, ResponseAPDU, read_file
+from cardreader.apdu import CommandAPDU, PlainChannel, ResponseAPDU, read_binary, select_ef
 from cardreader.lds.mrz import MRZKey
 from cardreader.protocol import bac
 from cardreader.protocol.sm import SecureMessagingError, SMSession
@@ -65,12 +65,10 @@ def test_protected_apdus_and_responses():
     assert s.ssc == int(V["ssc_after"], 16)
 
 
-def test_whole_read_of_ef_com_over_the_scripted_chip():
-    """BAC then read_file: first a 4-byte... the example reads 4 then 18 bytes; the file reader
-    asks for its block size first, so here the card side is replayed through the chip's SM code."""
+def test_whole_exchange_through_the_channel():
+    """BAC, then SELECT EF.COM and the two READ BINARYs of the example, all APDUs as published."""
     script = _bac_exchange() + [(ex["protected"], ex["protected_response"]) for ex in V["exchanges"]]
     channel = bac.perform_bac(PlainChannel(ScriptedTransport(script)), _key(), rng=_rng())
-    from cardreader.apdu import read_binary, select_ef
     select_ef(channel, 0x011E)
     head = read_binary(channel, 0, 4).data
     rest = read_binary(channel, 4, 18).data
