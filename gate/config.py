@@ -35,6 +35,8 @@ class CameraSettings(BaseModel):
     kind: Literal["images", "clip", "webcam"] = "images"
     source: str = str(SHARED / "data" / "demo" / "eileen_collins_nasa.png")
     fps: float = 15.0
+    simulate_motion: bool = Field(True, description="simulated camera only: still images are played with "
+                                                    "small head movements, as a person in front of a camera")
 
 
 class IdentitySettings(BaseModel):
@@ -134,6 +136,8 @@ class Settings(BaseSettings):
                 problems.append("integrator_api must be off")
             if self.reader.kind == "simulated":
                 problems.append("reader.kind must be pcsc")
+            if self.camera.kind != "webcam":
+                problems.append("camera.kind must be webcam")
             if self.identity.url is None:
                 problems.append("identity.url must name the real identity service")
             if problems:

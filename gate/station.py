@@ -71,13 +71,45 @@ class PreviewCamera:
         return buf.tobytes() if ok else None
 
 
-def camera_from(kind: str, source: str | list[str], fps: float = 15.0) -> Any:
+class MovingImageCamera:
+    """Simulated camera: still images played in real time with small random head
+    movements (rotation, scale, shift), the way a person standing at the gate looks
+    to a camera. A single still replayed unchanged is what a photo held up to the
+    camera looks like, and liveness rightly rejects it."""
+
+    def __init__(self, paths: list[str], fps: float = 15.0, seed: int = 0):
+        from biometrics.camera import CameraError
+        self._images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
+        if not self._images or any(i is None for i in self._images):
+            raise CameraError("cannot read a camera source image")
+        self._fps, self._seed = fps, seed
+
+    def frames(self) -> Iterator[Any]:
+        from biometrics.camera import Frame
+        rng = np.random.default_rng(self._seed)
+        t0, n = time.monotonic(), 0
+        while True:
+            img = self._images[n % len(self._images)]
+            h, w = img.shape[:2]
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, 1.5), 1 + rng.normal(0, 0.02))
+            m[:, 2] += rng.normal(0, 3, 2)
+            time.sleep(max(0.0, t0 + n / self._fps - time.monotonic()))
+            yield Frame(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT), time.monotonic(), n)
+            n += 1
+
+    def close(self) -> None:
+        pass
+
+
+def camera_from(kind: str, source: str | list[str], fps: float = 15.0, simulate_motion: bool = True) -> Any:
     from biometrics.camera import ImageSequenceCamera, OpenCVCamera
     if kind == "webcam":
         return OpenCVCamera(int(source) if str(source).isdigit() else source)
     if kind == "clip":
         return OpenCVCamera(str(source), loop=True)
     paths = source if isinstance(source, list) else [source]
+    if simulate_motion:
+        return MovingImageCamera(paths, fps=fps)
     return ImageSequenceCamera(paths, fps=fps, realtime=True)
 
 
@@ -130,6 +162,7 @@ class SimulatedLane:
         self._printed: Any = None
         self.issued: dict[str, Any] = {}      # card id -> IssuedDocument
         self._trust_store: Any = None
+        self._trusted: set[bytes] = set()
 
     # DocumentScanner
     def scan(self) -> Any:
@@ -143,30 +176,28 @@ class SimulatedLane:
         return read_document(self.transport, key, trust_store=self.trust_store(), at=at, deadline_s=deadline_s)
 
     def trust_store(self) -> Any:
-        """The simulation trusts its test CSCA (and only that)."""
+        """The simulation trusts its test CSCAs (those that signed the cards it issued), nothing else."""
         if self._trust_store is None:
             from cardreader.pki import TrustStore
-            from cardreader.sim.test_pki import TestPKI
-            ts = TrustStore(None)
-            ts.add_csca(_der(TestPKI.create(country="UTO").csca_cert))
-            self._trust_store = ts
+            self._trust_store = TrustStore(None)
         return self._trust_store
 
     def issue(self, persona: Any) -> str:
         from cardreader.sim.issuer import issue
-        from cardreader.sim.test_pki import TestPKI
-        doc = issue(persona, TestPKI.create(country=getattr(persona, "issuing_state", "UTO")))
+        doc = issue(persona)
+        if doc.pki.csca_cert not in self._trusted:
+            self.trust_store().add_csca(doc.pki.csca_cert)
+            self._trusted.add(doc.pki.csca_cert)
         card_id = f"card-{len(self.issued) + 1}"
         self.issued[card_id] = doc
-        if getattr(persona, "issuing_state", "UTO") != "UTO":
-            self.trust_store().add_csca(_der(doc.pki.csca_cert))
         return card_id
 
     def insert(self, card_id: str) -> None:
-        from cardreader.lds.files import parse_file
+        """Place the card on the reader; the scanner sees its printed MRZ."""
+        from cardreader.lds.mrz import parse_mrz
         from cardreader.sim.chip import SimulatedChip
         doc = self.issued[card_id]
-        self._printed = getattr(parse_file(doc.files["DG1"]), "mrz", None)
+        self._printed = parse_mrz(doc.persona.mrz)
         self.transport.insert(SimulatedChip(doc))
 
     def remove(self) -> None:
@@ -181,18 +212,6 @@ class SimulatedLane:
 
     def card_present(self) -> bool:
         return self.transport.card_present()
-
-
-def _der(cert: Any) -> bytes:
-    if isinstance(cert, bytes):
-        return cert
-    for attr in ("dump", "public_bytes"):
-        if hasattr(cert, attr):
-            if attr == "public_bytes":
-                from cryptography.hazmat.primitives.serialization import Encoding
-                return cert.public_bytes(Encoding.DER)
-            return cert.dump()
-    raise TypeError("unknown certificate type")
 
 
 class ScriptedIdentity:
@@ -301,7 +320,7 @@ class Gate:
         if s.reader.kind != "simulated":
             raise NotImplementedError("PC/SC lanes are wired by the lead (cardreader.transport.PcscTransport)")
         lane = SimulatedLane(s)
-        camera = PreviewCamera(camera_from(s.camera.kind, s.camera.source, s.camera.fps))
+        camera = PreviewCamera(camera_from(s.camera.kind, s.camera.source, s.camera.fps, s.camera.simulate_motion))
         face = FaceStationAdapter(s, camera)
         identity = connect(s)
         if s.integrator_api:

@@ -265,6 +265,10 @@ def _norm(v: Any) -> str:
 
 def document_evidence(read: Any, printed: Any) -> DocumentEvidence:
     if not getattr(read, "ok", False):
+        clone = getattr(read, "clone_detection", None)
+        if getattr(clone, "result", None) == "failed":   # the reader stops on a cloned chip
+            return DocumentEvidence(read_ok=True, clone_protocol=clone.protocol, clone_result="failed",
+                                    clone_reason=clone.reason)
         return DocumentEvidence(read_ok=False, read_error=getattr(read, "error", None) or "unknown")
     dg1 = getattr(read, "dg1", None)
     pa = getattr(read, "passive_authentication", None)

@@ -114,6 +114,8 @@ class IdentityAnswerIn(Strict):
 class CameraIn(Strict):
     kind: Literal["images", "clip"] = "images"
     paths: list[str] = Field(min_length=1, max_length=50)
+    simulate_motion: bool = Field(True, description="images: play them with small head movements (a live "
+                                                    "person); False plays them unchanged (a photo attack)")
 
 
 class CardOut(BaseModel):
@@ -542,7 +544,8 @@ def _integrator(gate: Gate) -> APIRouter:
         for p in body.paths:
             if not Path(p).is_file():
                 raise HTTPException(400, "camera source file not found")
-        gate.camera.set_source(camera_from(body.kind, body.paths if body.kind == "images" else body.paths[0]))
+        gate.camera.set_source(camera_from(body.kind, body.paths if body.kind == "images" else body.paths[0],
+                                           gate.settings.camera.fps, body.simulate_motion))
         return Response(status_code=204)
 
     @r.post("/identity", status_code=204)
