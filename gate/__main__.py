@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import gate.audit
+import gate.identity_service
 import gate.station
 import gate.web.auth
 
-COMMANDS = (gate.station, gate.web.auth)
+COMMANDS = (gate.station, gate.web.auth, gate.audit, gate.identity_service)
 
 
 def main(argv: list[str] | None = None) -> int:
