@@ -27,6 +27,10 @@ class COM:
         """Names ('DG1', ...) of the data groups listed; unknown tags are left out."""
         return [f"DG{TAG_DGS[t]}" for t in self.tags if t in TAG_DGS]
 
+    def as_dict(self) -> dict[str, object]:
+        return {"lds_version": self.lds_version, "unicode_version": self.unicode_version,
+                "data_groups": self.data_groups, "tags": [f"{t:02X}" for t in self.tags]}
+
     @classmethod
     def parse(cls, data: bytes) -> "COM":
         root = tlv.parse_one(data, TAG)

@@ -38,6 +38,17 @@ class DG1:
         except MRZError as e:
             raise DG1Error(str(e), e.reason) from None
 
+    def as_dict(self) -> dict[str, object]:
+        """Every MRZ field (personal data: for explicit output only, never logs)."""
+        m = self.mrz
+        out = {k: getattr(m, k) for k in (
+            "format", "document_code", "issuing_state", "document_number", "sex", "nationality",
+            "primary_identifier", "secondary_identifier", "optional_data", "optional_data_2")}
+        out.update(date_of_birth=m.date_of_birth.isoformat() if m.date_of_birth else None,
+                   date_of_expiry=m.date_of_expiry.isoformat() if m.date_of_expiry else None,
+                   checks=m.checks, valid=m.valid, problems=list(m.problems), lines=list(m.lines))
+        return out
+
     def __repr__(self) -> str:
         return f"DG1(format={self.mrz.format}, <personal data hidden>)"
 

@@ -103,6 +103,9 @@ class TaggedTextFile:
     def parse(cls, data: bytes):
         return cls(parse_tagged(data, cls.TAG, cls.FIELDS))
 
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.fields)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(fields={sorted(self.fields)}, <personal data hidden>)"
 

@@ -25,7 +25,7 @@ class DG14:
     def parse(cls, data: bytes) -> "DG14":
         return cls(si.parse_security_infos(tlv.parse_one(data, TAG).value))
 
-    def to_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         i = self.infos
         return {"chip_authentication": [{"agreement": c.agreement, "cipher": c.cipher, "key_id": c.key_id}
                                         for c in i.chip_authentication],

@@ -46,7 +46,7 @@ class DG15:
     def __repr__(self) -> str:
         return f"DG15({self.description})"
 
-    def to_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         return {"algorithm": self.public_key.kind, "key": self.description}
 
 

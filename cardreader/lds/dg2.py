@@ -100,6 +100,10 @@ class DG2:
             raise DG2Error("no face image", "no_face")
         return cls(faces)
 
+    def as_dict(self) -> dict[str, object]:
+        """Image summaries (format, size, dimensions, header), never the image bytes."""
+        return {"faces": [{**f.summary(), "biometric_header": f.header} for f in self.faces]}
+
     def __repr__(self) -> str:
         return f"DG2(faces={len(self.faces)}, <images hidden>)"
 

@@ -61,3 +61,44 @@ def parse_file(data: bytes) -> Any:
         raise
     except (ValueError, TypeError, KeyError) as e:  # foreign parsers' typed errors
         raise LDSError(f"{name} malformed: {type(e).__name__}", getattr(e, "reason", "malformed")) from e
+
+
+def describe(parsed: Any) -> dict[str, Any]:
+    """A JSON-ready view of a parsed file (images summarised, never their bytes)."""
+    if hasattr(parsed, "as_dict"):
+        return parsed.as_dict()
+    if hasattr(parsed, "dg_hashes"):  # EF.SOD
+        return {"hash_algorithm": parsed.hash_algorithm, "lds_version": parsed.lds_version,
+                "data_group_hashes": {f"DG{n}": h.hex() for n, h in sorted(parsed.dg_hashes.items())},
+                "certificates": [c.subject.human_friendly for c in parsed.certificates]}
+    if hasattr(parsed, "pace"):  # EF.CardAccess SecurityInfos
+        return {"pace": [{"protocol": p.name, "parameter_id": p.parameter_id} for p in parsed.pace],
+                "chip_authentication": [{"agreement": c.agreement, "cipher": c.cipher, "key_id": c.key_id}
+                                        for c in parsed.chip_authentication],
+                "unknown": parsed.unknown}
+    raise TypeError(f"cannot describe {type(parsed).__name__}")
+
+
+def register(subparsers) -> None:
+    """`python -m cardreader parse FILE [--json]`."""
+    p = subparsers.add_parser("parse", help="parse one LDS file (EF.COM, DGn, EF.SOD, EF.CardAccess) by its tag")
+    p.add_argument("file", help="the file's bytes as read from the chip")
+    p.add_argument("--json", action="store_true", help="print every field as JSON")
+    p.set_defaults(func=_cli_parse)
+
+
+def _cli_parse(args) -> int:
+    import json
+    from pathlib import Path
+
+    data = Path(args.file).read_bytes()
+    try:
+        name, parsed = file_name(data), parse_file(data)
+    except LDSError as e:
+        print(json.dumps({"error": e.reason, "detail": str(e)}) if args.json else f"error: {e.reason}: {e}")
+        return 2
+    if args.json:
+        print(json.dumps({"file": name, "size": len(data), **describe(parsed)}, ensure_ascii=False, indent=2))
+    else:
+        print(f"{name}: {len(data)} bytes, {parsed!r}")
+    return 0
