@@ -258,3 +258,43 @@ def test_parse_file_dispatches_by_tag(portrait):
         parse_file(bytes.fromhex("7E00"))
     with pytest.raises(LDSError):
         parse_file(b"")
+
+
+def test_dg2_record_with_feature_points():
+    """Feature points (8 bytes each) sit between the facial information and the image information."""
+    import struct
+
+    jpeg = _jpeg()
+    record = bytearray(build_face_record(jpeg, 48, 64))
+    points = bytes.fromhex("0101 0010 0020 0000" "0102 0030 0020 0000".replace(" ", ""))
+    record[34:34] = points  # 14-byte header + 20-byte facial information
+    struct.pack_into(">I", record, 8, len(record))
+    struct.pack_into(">IH", record, 14, 32 + len(points) + len(jpeg), 2)
+    data = tlv.encode(0x75, tlv.encode(0x7F61, tlv.encode(0x02, b"\x01") + tlv.encode(
+        0x7F60, tlv.encode(0xA1, tlv.encode(0x87, b"\x01\x01") + tlv.encode(0x88, b"\x00\x08"))
+        + tlv.encode(0x5F2E, bytes(record)))))
+    face = DG2.parse(data).faces[0]
+    assert face.image_bytes == jpeg and (face.width, face.height) == (48, 64)
+
+
+def test_dg2_39794_in_constructed_data_block():
+    """Some issuers put the 39794-5 block's content directly under a constructed 7F2E."""
+    jpeg = _jpeg()
+    inner = tlv.parse_one(tlv.parse_one(build_dg2_39794(jpeg, 48, 64)).require(0x7F61).require(0x7F60)
+                          .require(0x5F2E).value)
+    assert inner.tag == 0x65
+    data = tlv.encode(0x75, tlv.encode(0x7F61, tlv.encode(0x02, b"\x01") + tlv.encode(
+        0x7F60, tlv.encode(0xA1, tlv.encode(0x87, b"\x01\x01") + tlv.encode(0x88, b"\x00\x40"))
+        + tlv.encode(0x7F2E, inner.value))))
+    face = DG2.parse(data).faces[0]
+    assert face.record_format == "ISO/IEC 39794-5" and face.image_bytes == jpeg
+
+
+def test_dg2_several_templates():
+    one, two = _jpeg(32, 40), _jpeg(48, 64)
+    bits = [tlv.parse_one(build_dg2(img, w, h)).require(0x7F61).require(0x7F60)
+            for img, w, h in ((one, 32, 40), (two, 48, 64))]
+    data = tlv.encode(0x75, tlv.encode(0x7F61, tlv.encode(0x02, b"\x02") + b"".join(
+        tlv.encode(0x7F60, b.value) for b in bits)))
+    faces = DG2.parse(data).faces
+    assert [f.image_header() for f in faces] == [(32, 40), (48, 64)]

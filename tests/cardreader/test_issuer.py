@@ -110,3 +110,27 @@ def test_impostor_persona_is_another_face(demo_dir, demo):
     assert impostor.face_image_bytes() != demo.face_image_bytes()
     doc = issue(impostor)
     assert DG1.parse(doc.files["DG1"]).mrz.valid
+
+
+def test_passport_persona_with_dg11_dg12(demo):
+    passport = demo.model_copy(update={
+        "document_type": "P", "document_number": "L898902C3", "optional_data": "ZE184226B",
+        "dg11": {"full_name": "COLLINS<<EILEEN MARIE", "place_of_birth": ["ELMIRA", "NEW YORK"]},
+        "dg12": {"issuing_authority": "UTO PASSPORT OFFICE", "date_of_issue": "20211119"}})
+    doc = issue(passport, aa_key=False, ca_key=False, pace=False)
+    mrz = DG1.parse(doc.files["DG1"]).mrz
+    assert mrz.format == "TD3" and mrz.valid and mrz.optional_data == "ZE184226B"
+    assert parse_file(doc.files["DG11"]).fields == passport.dg11
+    assert parse_file(doc.files["DG12"]).fields == passport.dg12
+    assert set(COM.parse(doc.files["EF.COM"]).data_groups) == {"DG1", "DG2", "DG11", "DG12", "DG13"}
+
+
+def test_given_keys_and_pki_are_used(demo):
+    from cardreader.lds.sod import parse_sod
+    from cardreader.sim.test_pki import TestPKI
+
+    pki = TestPKI.create(country="UTO", algorithm="ecdsa-p256")
+    aa = ec.generate_private_key(ec.SECP384R1())
+    doc = issue(demo, pki, aa_key=aa)
+    assert doc.pki is pki and doc.aa_private_key is aa
+    assert parse_sod(doc.files["EF.SOD"]).certificates[0].dump() == pki.ds_cert
