@@ -1,0 +1,154 @@
+"""Kiosk endpoints, operations endpoints, OpenAPI and the integrator API (with the
+real simulated card reader; the face step is a fake so no models are needed)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from test_transaction import Face, FakeFace
+
+from gate.config import Settings
+from gate.station import Gate
+from gate.transaction import State
+from gate.web.app import KIOSK_MESSAGES, create_app
+from gate.web.auth import UserStore
+
+LOCAL = ("127.0.0.1", 50000)
+
+
+@pytest.fixture
+def gate(tmp_path):
+    # no models here: the face step is a fake, and loading them would only cost CPU
+    g = Gate(Settings(data_dir=tmp_path, models_dir=tmp_path / "no-models",
+                      transaction={"passage_s": 1.0, "card_wait_s": 0.05}))
+    g.devices.face = Face(FakeFace())
+    g.face = g.devices.face
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def app(gate, tmp_path):
+    return create_app(gate, UserStore.in_dir(tmp_path))
+
+
+def test_kiosk_page_is_self_contained_and_bilingual(app):
+    c = TestClient(app, client=LOCAL)
+    page = c.get("/kiosk")
+    assert page.status_code == 200
+    assert "Vui lòng đặt thẻ lên đầu đọc" in page.text and "Please place your card on the reader" in page.text
+    assert "http://" not in page.text and "https://" not in page.text
+    for asset in ("kiosk.js", "kiosk.css"):
+        r = c.get(f"/static/{asset}")
+        assert r.status_code == 200 and "http://" not in r.text and "https://" not in r.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_every_state_has_a_vietnamese_and_english_message(app):
+    msgs = TestClient(app).get("/api/kiosk/messages").json()
+    assert set(msgs) == {s.value for s in State}
+    assert all(m["vi"] and m["en"] and m["vi"] != m["en"] for m in msgs.values())
+    assert msgs["barrier_open"]["vi"] == "Mời qua cổng" and msgs["referred"]["en"] == "Please see an officer"
+
+
+def test_camera_preview_is_local_only(app, gate):
+    assert TestClient(app, client=("192.0.2.7", 4000)).get("/kiosk/camera.jpg").status_code == 403
+    local = TestClient(app, client=LOCAL)
+    assert local.get("/kiosk/camera.jpg").status_code == 204      # no frame yet
+    next(iter(gate.camera.frames()))
+    r = local.get("/kiosk/camera.jpg")
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8" and r.headers["cache-control"] == "no-store"
+
+
+def test_spoken_prompts_are_rendered_once_and_cached(app, gate, tmp_path):
+    c = TestClient(app)
+    r = c.get("/kiosk/speech/referred/vi.wav")
+    assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(r.content) > 4000
+    cached = list((tmp_path / "speech").glob("*.wav"))
+    assert len(cached) == 1
+    mtime = cached[0].stat().st_mtime_ns
+    assert c.get("/kiosk/speech/referred/vi.wav").content == r.content
+    assert cached[0].stat().st_mtime_ns == mtime
+    assert c.get("/kiosk/speech/referred/en.wav").content != r.content
+    assert c.get("/kiosk/speech/nonsense/en.wav").status_code == 404
+    gate.settings.kiosk.speech = False
+    assert c.get("/kiosk/speech/referred/vi.wav").status_code == 404
+
+
+def test_health_ready_metrics(app, gate):
+    c = TestClient(app)
+    assert c.get("/healthz").json() == {"status": "ok"}
+    r = c.get("/readyz").json()
+    assert r["checks"]["audit_store"] is True and r["checks"]["reader_present"] is True
+    gate.audit.engine.dispose()
+    gate.audit.engine = __import__("sqlalchemy").create_engine("sqlite:////nonexistent/dir/x.db")
+    r = c.get("/readyz")
+    assert r.status_code == 503 and r.json()["checks"]["audit_store"] is False
+    m = c.get("/metrics")
+    assert m.status_code == 200 and "egate_transactions_total" in m.text and "egate_step_seconds" in m.text
+
+
+def test_openapi_describes_the_api_and_integrator_only_when_enabled(tmp_path, app):
+    paths = TestClient(app).get("/openapi.json").json()["paths"]
+    assert {"/integrator/cards", "/api/console/login", "/kiosk/events", "/readyz"} <= set(paths)
+    g = Gate(Settings(data_dir=tmp_path / "off", integrator_api=False))
+    paths = TestClient(create_app(g, UserStore.in_dir(tmp_path / "off"))).get("/openapi.json").json()["paths"]
+    assert not any(p.startswith("/integrator") for p in paths)
+    assert TestClient(create_app(g, UserStore.in_dir(tmp_path / "off"))).post(
+        "/integrator/reader/remove").status_code == 404
+    with pytest.raises(ValueError):
+        Settings(profile="production", integrator_api=True)
+
+
+def wait_for(fn, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_integrator_drives_a_whole_transaction(app, gate, demo_dir):
+    gate.start()
+    c = TestClient(app)
+    photo = (demo_dir / "eileen_collins_chip_derived.jpg").read_bytes()
+    r = c.post("/integrator/cards", data={"persona": "demo", "document_number": "UD1234567",
+                                          "surname": "Tester", "dg13": json.dumps({"2": "Tester Eileen"})},
+               files={"photo": ("face.jpg", photo, "image/jpeg")})
+    assert r.status_code == 201, r.text
+    card = r.json()["card_id"]
+    assert c.post("/integrator/camera", json={"paths": [str(demo_dir / "eileen_collins_nasa.png")]}).status_code == 204
+    assert c.post("/integrator/identity", json={"document_number": "UD1234567", "outcome": "clear"}).status_code == 204
+    assert c.get("/integrator/barrier").json()["state"] == "closed"
+    assert c.post(f"/integrator/reader/insert/{card}").status_code == 204
+    wait_for(lambda: c.get("/integrator/barrier").json()["state"] == "open")
+    assert c.post("/integrator/barrier/passage").status_code == 204
+    rec = wait_for(lambda: [t for t in c.get("/integrator/transactions").json() if t["outcome"]])[0]
+    assert rec["outcome"] == "passed" and rec["document"]["pa_verdict"] == "valid"
+    assert "UD1234567" not in json.dumps(rec) and "Tester" not in json.dumps(rec)
+    assert c.get(f"/integrator/transactions/{rec['id']}").json()["id"] == rec["id"]
+    assert [e for _, e in c.get("/integrator/barrier").json()["history"]] == ["open", "close"]
+    c.post("/integrator/reader/remove")
+    # the same card, now reported stolen: referred, barrier untouched
+    c.post("/integrator/identity", json={"document_number": "UD1234567", "outcome": "lost_stolen"})
+    c.post(f"/integrator/reader/insert/{card}")
+    rec2 = wait_for(lambda: [t for t in c.get("/integrator/transactions").json()
+                             if t["id"] != rec["id"] and t["outcome"]])[0]
+    assert rec2["outcome"] == "referred" and rec2["reasons"] == ["identity.lost_stolen"]
+    assert len(c.get("/integrator/barrier").json()["history"]) == 2
+
+
+def test_integrator_rejects_bad_input(app):
+    c = TestClient(app)
+    assert c.post("/integrator/cards", data={"persona": "nobody"}).status_code == 404
+    assert c.post("/integrator/cards", data={"persona": "demo"},
+                  files={"photo": ("x.png", b"\x89PNG....", "image/png")}).status_code == 400
+    assert c.post("/integrator/cards", data={"persona": "demo", "dg13": "[1,2]"}).status_code == 400
+    assert c.post("/integrator/cards", data={"persona": "demo", "document_number": "bad number!"}).status_code == 400
+    assert c.post("/integrator/reader/insert/card-99").status_code == 404
+    assert c.post("/integrator/camera", json={"paths": ["/no/such.png"]}).status_code == 400
+    assert c.post("/integrator/identity", json={"document_number": "X", "outcome": "fine"}).status_code == 422
