@@ -59,7 +59,7 @@ class FaceImage:
 
     def image_header(self) -> tuple[int, int]:
         """(width, height) as the image's own header states them."""
-        return _image_dimensions(self.image_bytes)
+        return image_dimensions(self.image_bytes)
 
     def decode(self) -> np.ndarray:
         """The face as a BGR uint8 array (greyscale becomes 3 channels)."""
@@ -248,7 +248,7 @@ def _sniff(image: bytes) -> str:
     return "unknown"
 
 
-def _image_dimensions(image: bytes) -> tuple[int, int]:
+def image_dimensions(image: bytes) -> tuple[int, int]:
     """(width, height) from the image's own header, without decoding pixels."""
     try:
         if image[:3] == b"\xFF\xD8\xFF":

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cardreader.lds import com, dg1, dg2, dg11, dg12, dg13, dg14, dg15
-from cardreader.lds.dg2 import FaceImage
 from cardreader.sim.persona import Persona
 from cardreader.sim.test_pki import TestPKI, sign_sod
 
@@ -52,13 +51,6 @@ def default_pki(country: str = "UTO") -> TestPKI:
 _CURVES = {"brainpoolP256r1": ec.BrainpoolP256R1, "secp256r1": ec.SECP256R1}
 
 
-def _face_image(persona: Persona) -> tuple[bytes, int, int]:
-    image = persona.face_image_bytes()
-    probe = FaceImage(image, "jpeg", 0, 0, "", "", "", "")
-    width, height = probe.image_header()
-    return image, width, height
-
-
 def issue(persona: Persona, pki: TestPKI | None = None, *,
           aa_key: bool | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = True,
           ca_key: bool | ec.EllipticCurvePrivateKey = True, pace: bool | str = True) -> IssuedDocument:
@@ -74,7 +66,8 @@ def issue(persona: Persona, pki: TestPKI | None = None, *,
     aa = default_aa_key() if aa_key is True else (aa_key or None)
     ca = default_ca_key() if ca_key is True else (ca_key or None)
 
-    image, width, height = _face_image(persona)
+    image = persona.face_image_bytes()
+    width, height = dg2.image_dimensions(image)
     dgs: dict[int, bytes] = {1: dg1.build_dg1(persona.mrz), 2: dg2.build_dg2(image, width, height)}
     if persona.dg11:
         dgs[11] = dg11.build_dg11(persona.dg11)
