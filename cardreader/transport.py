@@ -7,6 +7,7 @@ chip; only the transport differs.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Protocol, runtime_checkable
 
 
@@ -112,3 +113,148 @@ class SimulatedTransport:
 
     def close(self) -> None:
         self.remove()
+
+
+class PcscTransport:
+    """A real reader through pcscd (pyscard's low-level `smartcard.scard` API).
+
+    Card presence uses SCardGetStatusChange (the daemon wakes us on insertion
+    and removal; no polling). The card is connected with T=1 on first use. A
+    command that does not answer within `command_timeout` raises
+    `TransportTimeout` (PC/SC cannot cancel a transmit, so it runs in a worker
+    thread and the connection is reset before the next command). A card reset
+    by someone else is reconnected and reported, since its session is gone.
+    """
+
+    def __init__(self, reader: str | int = 0, *, command_timeout: float = 5.0) -> None:
+        from smartcard import scard
+        self._s = scard
+        self.command_timeout = command_timeout
+        hr, self._ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        self._check(hr, "establish context")
+        self.reader = self._choose(reader)
+        self._card = None
+        self._protocol = None
+        self._pool = None
+        self._stale = False  # a timed-out transmit may still hold the card
+
+    # ------------------------------------------------------------------ helpers
+    def _check(self, hr: int, what: str) -> None:
+        if hr != self._s.SCARD_S_SUCCESS:
+            raise self._error(hr, what)
+
+    def _error(self, hr: int, what: str) -> TransportError:
+        s = self._s
+        absent = {s.SCARD_W_REMOVED_CARD, s.SCARD_E_NO_SMARTCARD, getattr(s, "SCARD_W_UNPOWERED_CARD", -1)}
+        text = f"{what}: {s.SCardGetErrorMessage(hr)} (0x{hr & 0xFFFFFFFF:08X})"
+        if hr in absent:
+            return CardAbsent(text)
+        if hr == s.SCARD_E_TIMEOUT:
+            return TransportTimeout(text)
+        return TransportError(text)
+
+    def _choose(self, reader: str | int) -> str:
+        hr, names = self._s.SCardListReaders(self._ctx, [])
+        if hr != self._s.SCARD_S_SUCCESS or not names:
+            raise TransportError("no PC/SC readers")
+        if isinstance(reader, int) or (isinstance(reader, str) and reader.isdigit()):
+            index = int(reader)
+            if not 0 <= index < len(names):
+                raise TransportError(f"reader index {index} out of range ({len(names)} readers)")
+            return names[index]
+        matches = [n for n in names if reader == n] or [n for n in names if reader.lower() in n.lower()]
+        if not matches:
+            raise TransportError(f"no reader matches {reader!r}; readers: {names}")
+        return matches[0]
+
+    def _state(self, timeout: float, current: int) -> int:
+        ms = max(0, int(timeout * 1000))
+        hr, states = self._s.SCardGetStatusChange(self._ctx, ms, [(self.reader, current)])
+        if hr == self._s.SCARD_E_TIMEOUT:
+            return current
+        self._check(hr, "status")
+        return states[0][1] & ~self._s.SCARD_STATE_CHANGED
+
+    def _wait(self, want_present: bool, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        state = self._state(0, self._s.SCARD_STATE_UNAWARE)
+        while bool(state & self._s.SCARD_STATE_PRESENT) != want_present:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            state = self._state(left, state)  # blocks until pcscd reports a change
+        return True
+
+    # ------------------------------------------------------------------ Transport
+    def card_present(self) -> bool:
+        return bool(self._state(0, self._s.SCARD_STATE_UNAWARE) & self._s.SCARD_STATE_PRESENT)
+
+    def wait_for_card(self, timeout: float) -> bool:
+        return self._wait(True, timeout)
+
+    def wait_for_removal(self, timeout: float) -> bool:
+        present = not self._wait(False, timeout)
+        if not present:
+            self._disconnect()
+        return not present
+
+    def _connect(self) -> None:
+        s = self._s
+        hr, card, protocol = s.SCardConnect(self._ctx, self.reader, s.SCARD_SHARE_SHARED, s.SCARD_PROTOCOL_T1)
+        if hr == s.SCARD_E_PROTO_MISMATCH:  # reader/card without T=1 (contact T=0 cards)
+            hr, card, protocol = s.SCardConnect(self._ctx, self.reader, s.SCARD_SHARE_SHARED,
+                                                s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1)
+        self._check(hr, "connect")
+        self._card, self._protocol, self._stale = card, protocol, False
+
+    def _disconnect(self) -> None:
+        if self._card is not None:
+            self._s.SCardDisconnect(self._card, self._s.SCARD_LEAVE_CARD)
+            self._card = None
+
+    def transmit(self, apdu: bytes) -> bytes:
+        if self._card is None:
+            self._connect()
+        elif self._stale:
+            self.reset()
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcsc")
+        future = self._pool.submit(self._s.SCardTransmit, self._card, self._protocol, list(apdu))
+        try:
+            hr, response = future.result(timeout=self.command_timeout)
+        except TimeoutError:
+            self._stale = True
+            self._pool = None  # the stuck worker is abandoned; a fresh one serves the next command
+            raise TransportTimeout(f"no answer within {self.command_timeout} s") from None
+        if hr == self._s.SCARD_W_RESET_CARD:
+            self._reconnect(self._s.SCARD_LEAVE_CARD)
+            raise TransportError("the card was reset by another application; session lost")
+        if hr != self._s.SCARD_S_SUCCESS:
+            err = self._error(hr, "transmit")
+            if isinstance(err, CardAbsent):
+                self._disconnect()
+            raise err
+        if len(response) < 2:  # vpcd and some readers answer an empty success when the card goes away
+            if self._wait(False, 0.5):
+                self._disconnect()
+                raise CardAbsent("card removed during the command")
+            raise TransportError("reader returned no status word")
+        return bytes(response)
+
+    def _reconnect(self, disposition: int) -> None:
+        s = self._s
+        hr, self._protocol = s.SCardReconnect(self._card, s.SCARD_SHARE_SHARED, s.SCARD_PROTOCOL_T1, disposition)
+        self._check(hr, "reconnect")
+        self._stale = False
+
+    def reset(self) -> None:
+        if self._card is None:
+            self._connect()
+        self._reconnect(self._s.SCARD_RESET_CARD)
+
+    def close(self) -> None:
+        self._disconnect()
+        if self._ctx is not None:
+            self._s.SCardReleaseContext(self._ctx)
+            self._ctx = None

@@ -1,0 +1,151 @@
+"""Put the simulated chip behind the real PC/SC stack: pcscd's vpcd driver speaks to us over TCP.
+
+Protocol (vsmartcard vpcd): every message is a 2-byte big-endian length and
+a payload; a 1-byte payload is control (00 power off, 01 power on, 02 reset,
+04 ATR request), anything longer is a command APDU to answer with the
+response APDU. vpcd writes the length and the APDU in two sends, so without
+TCP_NODELAY and TCP_QUICKACK every APDU waits ~40 ms for a delayed ACK.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from cardreader.transport import CardAbsent
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 35963  # /etc/reader.conf.d/vpcd CHANNELID 0x8C7B → slot 'Virtual PCD 00 00'
+
+
+def _atr() -> bytes:
+    """A contactless-style ATR offering T=1 (PC/SC part 3 layout), with its TCK."""
+    hist = b"\x80\x01\x80eMRTD"  # category 80, then a readable tag for pcsc_scan
+    body = bytes((0x80 | len(hist), 0x80, 0x01)) + hist
+    tck = 0
+    for b in body:
+        tck ^= b
+    return b"\x3b" + body + bytes((tck,))
+
+
+ATR = _atr()
+CONTROL_POWER_OFF, CONTROL_POWER_ON, CONTROL_RESET, CONTROL_ATR = 0, 1, 2, 4
+
+
+class VirtualCard:
+    """Serve one chip on one vpcd slot until `stop()`; the chip can be swapped (`insert`/`remove`).
+
+    Removing the card closes the socket: pcscd then reports the card absent,
+    as when a traveller lifts the document off a real reader.
+    """
+
+    def __init__(self, chip, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+        self.chip = chip
+        self.host, self.port = host, port
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.apdus = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self, timeout: float = 5.0) -> None:
+        """Connect to vpcd, retrying while pcscd is not yet listening; fail loudly after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=1.0)
+                break
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(f"no vpcd listening on {self.host}:{self.port}: {e}") from e
+                time.sleep(0.02)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(0.2)  # lets the loop notice stop() and card removal
+        self._sock = sock
+
+    def start(self, timeout: float = 5.0) -> "VirtualCard":
+        self._stop.clear()
+        self.connect(timeout)
+        self._thread = threading.Thread(target=self._serve, name=f"vpcd-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        self._close()
+
+    def insert(self, chip, timeout: float = 5.0) -> None:
+        self.stop()
+        self.chip = chip
+        self.start(timeout)
+
+    def remove(self) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        self.connect()
+        self._serve()
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    # ------------------------------------------------------------------ protocol
+    def _recv_exact(self, n: int) -> bytes | None:
+        buf = bytearray()
+        while len(buf) < n:
+            if self._stop.is_set() or self._sock is None:
+                return None
+            if hasattr(socket, "TCP_QUICKACK"):
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            try:
+                chunk = self._sock.recv(n - len(buf))
+            except socket.timeout:
+                continue
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _send(self, payload: bytes) -> None:
+        assert self._sock is not None
+        self._sock.sendall(len(payload).to_bytes(2, "big") + payload)
+
+    def _serve(self) -> None:
+        try:
+            while not self._stop.is_set():
+                head = self._recv_exact(2)
+                if head is None:
+                    break
+                payload = self._recv_exact(int.from_bytes(head, "big"))
+                if payload is None:
+                    break
+                if len(payload) == 1:
+                    self._control(payload[0])
+                    continue
+                self.apdus += 1
+                try:
+                    out = self.chip.process(payload)
+                except CardAbsent:
+                    log.info("simulated card pulled")
+                    break
+                if out is not None:  # None: a mute card never answers
+                    self._send(out)
+        except OSError as e:
+            log.info("vpcd link closed: %s", e)
+        finally:
+            self._close()
+
+    def _control(self, code: int) -> None:
+        if code in (CONTROL_POWER_OFF, CONTROL_POWER_ON, CONTROL_RESET):
+            self.chip.reset()
+        elif code == CONTROL_ATR:
+            self._send(ATR)

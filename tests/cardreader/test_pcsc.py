@@ -1,0 +1,76 @@
+"""The simulated chip read through the real stack: pcscd + vpcd + pyscard (PcscTransport)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cardreader.reader import read_document
+from cardreader.sim.chip import Faults, SimulatedChip
+from cardreader.transport import PcscTransport
+
+pytestmark = pytest.mark.pcsc
+
+
+@pytest.fixture
+def transport(pcscd):
+    t = PcscTransport(pcscd.reader, command_timeout=1.0)
+    yield t
+    t.close()
+
+
+def test_card_insertion_and_removal_are_events(transport, virtual_card, bac_document):
+    assert not transport.card_present()
+    assert not transport.wait_for_card(0.2)
+    card = virtual_card(SimulatedChip(bac_document))
+    start = time.monotonic()
+    assert transport.wait_for_card(5.0)
+    assert time.monotonic() - start < 3.0
+    card.remove()
+    assert transport.wait_for_removal(5.0)
+    assert not transport.card_present()
+
+
+def test_bac_read_through_pcscd(transport, virtual_card, bac_document, demo_key):
+    virtual_card(SimulatedChip(bac_document))
+    assert transport.wait_for_card(5.0)
+    r = read_document(transport, demo_key)
+    assert r.ok, r.error
+    assert r.access_control == "BAC"
+    assert r.files["DG2"] == bac_document.files["DG2"]
+    assert r.clone_detection.result == "passed"
+
+
+def test_pace_ecdh_gm_aes_read_through_pcscd(transport, virtual_card, demo_document, demo_key):
+    virtual_card(SimulatedChip(demo_document))
+    assert transport.wait_for_card(5.0)
+    r = read_document(transport, demo_key)
+    assert r.ok, r.error
+    assert r.access_control == "PACE-ECDH-GM-AES-128"
+    assert r.extended_length
+    for name in ("EF.COM", "EF.SOD", "DG1", "DG2", "DG14", "DG15"):
+        assert r.files[name] == demo_document.files[name]
+
+
+def test_short_apdus_through_pcscd(transport, virtual_card, demo_document, demo_key):
+    virtual_card(SimulatedChip(demo_document, faults=Faults(no_extended=True, max_read=192, target="none")))
+    assert transport.wait_for_card(5.0)
+    r = read_document(transport, demo_key)
+    assert r.ok and not r.extended_length and r.block_size == 192
+
+
+def test_card_pulled_mid_read(transport, virtual_card, demo_document, demo_key):
+    virtual_card(SimulatedChip(demo_document, faults=Faults(pull=True)))
+    assert transport.wait_for_card(5.0)
+    r = read_document(transport, demo_key, deadline_s=5.0)
+    assert not r.ok and r.error == "card_removed"
+    assert "DG2" not in r.files
+
+
+def test_mute_card_times_out(transport, virtual_card, demo_document, demo_key):
+    virtual_card(SimulatedChip(demo_document, faults=Faults(mute=True)))
+    assert transport.wait_for_card(5.0)
+    start = time.monotonic()
+    r = read_document(transport, demo_key, deadline_s=5.0)
+    assert not r.ok and r.error == "timeout"
+    assert time.monotonic() - start < 5.0
