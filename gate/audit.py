@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -40,8 +40,6 @@ from gate.identity import DocumentQuery, PersonQuery, normalise_document_number,
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
-EVENT_TYPES = ("decision", "override", "officer_login", "officer_logout", "config_change", "purge",
-               "gate_start", "gate_stop", "barrier_fault")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 Clock = Callable[[], datetime]
 
@@ -183,8 +181,10 @@ class AuditKeys:
 # ---------------------------------------------------------------- API types
 
 class AuditEvent(BaseModel):
-    """What the gate asks to record. `document`, `person` and `face_image` are
-    personal: they are hashed or encrypted before storage, never stored clear."""
+    """What the gate asks to record (event types such as decision, referral,
+    passage, override, officer_login, config_change, purge). `document`,
+    `person` and `face_image` are personal: they are hashed or encrypted
+    before storage, never stored clear."""
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     event_type: str = Field(pattern=r"^[a-z][a-z_]{1,31}$")
@@ -194,7 +194,7 @@ class AuditEvent(BaseModel):
     reason_codes: list[str] = Field(default_factory=list)
     checks: dict[str, Any] = Field(default_factory=dict)
     actor: str | None = None
-    occurred_at: datetime | None = None
+    occurred_at: AwareDatetime | None = None
     document: DocumentQuery | None = None
     person: PersonQuery | None = None
     face_image: bytes | None = Field(default=None, repr=False)
@@ -331,6 +331,8 @@ class AuditStore:
         person_ref = self.keys.person_ref(ev.person) if ev.person else None
         try:
             with self._write() as s, s.begin():
+                if self.engine.dialect.name == "postgresql":   # durable even if the server default says otherwise
+                    s.execute(sa.text("SET LOCAL synchronous_commit = on"))
                 head = self._lock_head(s)
                 row = Row(seq=head.seq + 1, occurred_at=ev.occurred_at or now, recorded_at=now,
                           event_type=ev.event_type, gate_id=ev.gate_id, transaction_id=ev.transaction_id,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
@@ -24,6 +27,7 @@ from gate.identity import (DocumentQuery, HttpIdentityService, IdentityAnswer, I
                            normalise_document_number, normalise_name)
 from gate.identity_service import PERSONAS, SEED_PEOPLE, IdentityRegistry, create_app
 
+CHECKOUT = Path(__file__).resolve().parents[2]
 TOKEN = "admin-secret-token"
 # the answer each seeded person must get, by surname
 EXPECTED = {"Eriksson": ("clear", []), "Nguyen": ("revoked", ["document_revoked"]),
@@ -385,3 +389,74 @@ def test_connect_runs_the_seeded_registry_in_process(tmp_path, monkeypatch):
     assert svc.check(*mrz_style(pham)).outcome == "exit_ban"
     monkeypatch.setenv("EGATE_IDENTITY__URL", "https://identity.example")
     assert isinstance(connect(Settings()), HttpIdentityService)
+
+
+# ---------------------------------------------------------------- admin CLI
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    env = {"EGATE_DATA_DIR": str(tmp_path), "EGATE_IDENTITY__ADMIN_TOKEN": TOKEN}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return {**os.environ, **env}
+
+
+def identity_cli(capsys, *argv: str) -> tuple[int, str]:
+    """`python -m gate identity ...`, parsed and run in this process."""
+    import argparse
+
+    from gate import identity_service
+    parser = argparse.ArgumentParser()
+    identity_service.register(parser.add_subparsers())
+    args = parser.parse_args(["identity", *argv])
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def test_admin_cli(cli_env, capsys):
+    assert identity_cli(capsys, "seed")[0] == 0
+    code, out = identity_cli(capsys, "add-person", "--surname", "Vo", "--given-names", "Thi Sau", "--dob",
+                             "1995-02-14", "--document", "N1234567", "--issuing-state", "VNM", "--document-type", "ID")
+    assert code == 0 and "VNM:N1234567:valid" in out
+    person_id = out.split()[0]
+    code, out = identity_cli(capsys, "set-status", "--document", "N1234567", "--issuing-state", "VNM",
+                             "--status", "revoked")
+    assert code == 0 and "VNM:N1234567:revoked" in out
+    code, out = identity_cli(capsys, "set-flags", "--person-id", person_id, "--exit-ban", "yes")
+    assert code == 0 and "exit_ban" in out
+    assert identity_cli(capsys, "set-status", "--document", "NOPE", "--issuing-state", "VNM",
+                        "--status", "lost")[0] == 1
+    assert identity_cli(capsys, "add-person", "--surname", "Dup", "--document", "N1234567",
+                        "--issuing-state", "VNM")[0] == 1
+    listing = identity_cli(capsys, "list")[1]
+    assert "Vo, Thi Sau" in listing and "Pham, Quoc Dung" in listing
+    registry = IdentityRegistry(f"sqlite:///{Path(cli_env['EGATE_DATA_DIR']) / 'identity.db'}")
+    answer = registry.check(PersonQuery(surname="VO", given_names="THI<SAU", date_of_birth=date(1995, 2, 14)),
+                            DocumentQuery(document_number="N1234567<", issuing_state="VNM"))
+    registry.close()
+    assert answer == IdentityAnswer(outcome="revoked", reasons=["document_revoked", "exit_ban"])
+
+
+def test_serve_command_answers_the_http_client(cli_env, capsys):
+    assert identity_cli(capsys, "seed")[0] == 0
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gate", "identity", "serve", "--port", str(port)],
+                            env=cli_env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        svc = HttpIdentityService(f"http://127.0.0.1:{port}")
+        answer = svc.check(PersonQuery(surname="HOANG", given_names="GIA<EM", date_of_birth=date(1983, 5, 30)),
+                           DocumentQuery(document_number="W0000005E", issuing_state="UTO"))
+        assert answer.outcome == "watch_list"
+        listing = httpx.get(f"http://127.0.0.1:{port}/v1/admin/persons", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert listing.status_code == 200 and len(listing.json()) >= len(SEED_PEOPLE)
+        svc.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
