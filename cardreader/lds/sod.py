@@ -187,6 +187,10 @@ def parse_sod(data: bytes) -> SOD:
     if len(set(numbers)) != len(numbers):
         raise SODError("lds_duplicate_data_group", "a data group is hashed twice")
     signer = signed_data["signer_infos"][0]
+    # The SignerInfo's digest algorithm must be one the SignedData announces (RFC 5652 §5.1).
+    announced = {a["algorithm"].dotted for a in signed_data["digest_algorithms"]}
+    if signer["digest_algorithm"]["algorithm"].dotted not in announced:
+        raise SODError("digest_algorithms_mismatch", "signer's digest algorithm not in SignedData.digestAlgorithms")
     if signer["sid"].name not in ("issuer_and_serial_number", "subject_key_identifier"):
         raise SODError("signer_identifier", signer["sid"].name)
     expected_si_version = "v1" if signer["sid"].name == "issuer_and_serial_number" else "v3"

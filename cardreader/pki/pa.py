@@ -77,13 +77,26 @@ def passive_authentication(sod: bytes, dgs: dict[int, bytes], trust_store: Trust
                            at: dt.datetime | None = None, com: bytes | None = None,
                            dg1_issuing_state: str | None = None, policy: PAPolicy = PAPolicy()) -> PAResult:
     """Check EF.SOD, the DS certificate and its CSCA chain, revocation and every data group read."""
-    at = at or utcnow()
-    trust_store = trust_store if trust_store is not None else TrustStore(None)
     checks: dict[str, bool | None] = dict.fromkeys(
         ("sod_parsed", "dsc_present", "message_digest_valid", "sod_signature_valid", "dsc_valid", "csca_found",
          "dsc_chain_valid", "dsc_revoked", "crl_current", "country_consistent", "com_consistent"))
     result = PAResult("invalid", checks)
-    reasons = result.reasons
+    try:
+        return _run(result, sod, dgs, trust_store if trust_store is not None else TrustStore(None),
+                    at or utcnow(), com, dg1_issuing_state, policy)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # asn1crypto parses lazily: a hostile encoding deep inside the DS certificate can surface
+        # here. It is a broken document, never a crash and never 'valid'.
+        result.reasons.append("malformed_structure")
+        result.checks["sod_parsed"] = False
+        result.verdict = "invalid"
+        del exc
+        return result
+
+
+def _run(result: PAResult, sod: bytes, dgs: dict[int, bytes], trust_store: TrustStore, at: dt.datetime,
+         com: bytes | None, dg1_issuing_state: str | None, policy: PAPolicy) -> PAResult:
+    checks, reasons = result.checks, result.reasons
     try:
         parsed = parse_sod(sod)
     except SODError as exc:

@@ -176,8 +176,8 @@ class PublicKey:
 
 def load_public_key(spki: keys.PublicKeyInfo) -> PublicKey:
     """Turn a SubjectPublicKeyInfo into a verification key; raise `SignatureError` if unusable."""
-    algo = spki["algorithm"]["algorithm"].native
     try:
+        algo = spki["algorithm"]["algorithm"].native
         if algo in ("rsa", "rsassa_pss"):
             rsa_key = spki["public_key"].parsed
             key = rsa.RSAPublicNumbers(rsa_key["public_exponent"].native, rsa_key["modulus"].native).public_key()
@@ -185,17 +185,21 @@ def load_public_key(spki: keys.PublicKeyInfo) -> PublicKey:
         if algo == "ec":
             domain = ec_domain(spki["algorithm"]["parameters"])
             point_bytes = spki["public_key"].native
+            if domain.pyca is not None:  # pyca checks the point is on the curve (all cofactor 1)
+                try:
+                    key = ec.EllipticCurvePublicKey.from_encoded_point(domain.pyca(), point_bytes)
+                except ValueError as exc:
+                    raise SignatureError("ec_point_invalid", str(exc)) from exc
+                return PublicKey("ec", key, domain.name)
             point = _decode_point(domain.curve.curve, point_bytes, domain.order)
-            if point * domain.order != INFINITY:
+            if not domain.curve.curve.contains_point(point.x(), point.y()):
+                raise SignatureError("ec_point_invalid", "public point is not on the curve")
+            if domain.curve.curve.cofactor() != 1 and point * domain.order != INFINITY:
                 raise SignatureError("ec_point_invalid", "public point not in the prime-order subgroup")
-            if domain.pyca is not None:
-                key = ec.EllipticCurvePublicKey.from_encoded_point(domain.pyca(), point.to_bytes("uncompressed"))
-            else:
-                key = ecdsa.VerifyingKey.from_public_point(point, curve=domain.curve)
-            return PublicKey("ec", key, domain.name)
+            return PublicKey("ec", ecdsa.VerifyingKey.from_public_point(point, curve=domain.curve), domain.name)
     except SignatureError:
         raise
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # asn1crypto on hostile encodings
         raise SignatureError("public_key_invalid", str(exc)) from exc
     raise SignatureError("unsupported_public_key_algorithm", str(algo))
 

@@ -191,3 +191,4 @@ def test_cli_aa(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["active_authentication"]["result"] == "failed"
     assert main(args + ["--response", "zz"]) == 2
     assert "error" in json.loads(capsys.readouterr().out)
+

@@ -340,3 +340,19 @@ def test_stale_crl_policy(pki):
 def test_require_crl_policy(pki, store):
     result = pa(sign_sod(DGS, pki), store, policy=PAPolicy(require_crl=True))
     assert result.verdict == "incomplete" and result.reasons == ["crl_missing"]
+
+
+
+@pytest.mark.parametrize("step", [pytest.param(1, marks=pytest.mark.slow), 5])
+def test_no_single_bit_flip_anywhere_in_the_sod_is_valid_or_crashes(pki, store, step):
+    """Flip one bit at each position (every 5th by default, all under -m slow): the result is
+    always a typed verdict other than valid, with a reason — including flips in the unsigned
+    parts of SignedData (digestAlgorithms) and deep inside the embedded DS certificate."""
+    sod = sign_sod(DGS, pki)
+    assert pa(sod, store).verdict == "valid"
+    for i in range(0, len(sod), step):
+        for bit in (0x01, 0x80):
+            tampered = bytearray(sod)
+            tampered[i] ^= bit
+            result = pa(bytes(tampered), store)
+            assert result.verdict in ("invalid", "incomplete") and result.reasons, (i, bit, result.reasons)

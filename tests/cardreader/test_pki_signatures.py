@@ -133,3 +133,21 @@ def test_non_der_ecdsa_signature_is_refused():
     with pytest.raises(SignatureError) as err:
         verify(load_public_key(key.spki), key.signature_algorithm("sha256"), ber, DATA)
     assert err.value.reason in ("signature_not_der", "signature_invalid")
+
+
+def test_icao_appendix_g_explicit_brainpool_parameters_are_recognised():
+    """9303-11 Appendix G.1 prints brainpoolP256r1 as explicit ECParameters; they must map to the named curve."""
+    import json
+    from pathlib import Path
+
+    vector = json.loads((Path(__file__).parent / "pki_vectors" /
+                         "icao9303_11_appendix_g_brainpoolP256r1_explicit.json").read_text())
+    algorithm = keys.PublicKeyAlgorithm.load(bytes.fromhex(vector["algorithm_identifier_der"]))
+    assert algorithm["parameters"].name == "specified"
+    spki = keys.PublicKeyInfo({"algorithm": algorithm, "public_key": bytes.fromhex(vector["public_point"])})
+    key = load_public_key(spki)
+    assert key.curve == vector["curve"] and isinstance(key.key, ec.EllipticCurvePublicKey)
+    off_curve = bytearray.fromhex(vector["public_point"])
+    off_curve[-1] ^= 1
+    with pytest.raises(SignatureError):
+        load_public_key(keys.PublicKeyInfo({"algorithm": algorithm, "public_key": bytes(off_curve)}))
