@@ -13,7 +13,7 @@
     if ((opts.method || "GET") !== "GET") headers["X-CSRF-Token"] = session ? session.csrf : "";
     const r = await fetch(path, { method: opts.method || "GET", headers, credentials: "same-origin",
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
-    if (r.status === 401) { await loadSession(); throw new Error("Please sign in again."); }
+    if (r.status === 401 && path !== "/api/console/login") { await loadSession(); throw new Error("Please sign in again."); }
     if (!r.ok) {
       let msg = r.statusText;
       try { const j = await r.json(); msg = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail); } catch (e) {}

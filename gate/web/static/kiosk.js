@@ -13,7 +13,7 @@
   function setSound(on) {
     speak = on;
     localStorage.setItem("egate-sound", on ? "on" : "off");
-    $("sound").textContent = on ? "🔊" : "🔈";
+    $("sound").textContent = on ? "Âm thanh: bật / Sound: on" : "Âm thanh: tắt / Sound: off";
     $("sound").setAttribute("aria-pressed", String(on));
   }
 

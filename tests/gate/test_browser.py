@@ -1,0 +1,177 @@
+"""The kiosk and the officer console in a real browser (Playwright + Debian's chromium).
+
+The gate runs for real (uvicorn, simulated card reader, SQLite audit); only the face
+step is a stand-in that reads the simulated camera for a moment and answers, so
+these tests need no models. Screenshots go to the pytest tmp dir (and to
+$EGATE_SCREENSHOTS when set) for a person to look at."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from gate.config import Settings
+from gate.station import Gate
+from gate.web.app import create_app
+from gate.web.auth import UserStore
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+PW = "correct horse battery"
+
+
+class CameraFace:
+    """Looks at the simulated camera for `seconds`, asks the traveller to hold
+    still, then gives `outcome`."""
+
+    def __init__(self, camera, seconds=1.5):
+        self.camera, self.seconds, self.outcome = camera, seconds, "match"
+
+    def reference(self, image):
+        return "ref"
+
+    def verify(self, ref, window_s, on_guidance):
+        from test_transaction import FakeFace
+        end = time.monotonic() + self.seconds
+        guidance = type("G", (), {"code": "hold_still", "vi": "Vui lòng giữ yên", "en": "Please hold still"})()
+        frames = self.camera.frames()
+        on_guidance(guidance)
+        best = None
+        for f in frames:
+            best = f.image
+            if time.monotonic() > end:
+                break
+        return FakeFace(outcome=self.outcome, score=0.8 if self.outcome == "match" else 0.1, best_frame=best)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("chromium not installed")
+    tmp = tmp_path_factory.mktemp("gate")
+    settings = Settings(data_dir=tmp, models_dir=tmp / "no-models",
+                        transaction={"passage_s": 20.0, "card_wait_s": 0.05}, kiosk={"speech": False})
+    gate = Gate(settings)
+    gate.face = gate.devices.face = CameraFace(gate.camera)
+    users = UserStore.in_dir(tmp, PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+    users.add("olga", PW, "officer")
+    users.add("ada", PW, "auditor")
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(gate, users), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=srv.run, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gate.start()
+    yield gate, base
+    gate.stop()
+    srv.should_exit = True
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def shot(page, tmp_path, name):
+    out = Path(os.environ.get("EGATE_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / f"{name}.png"))
+
+
+def test_kiosk_walks_a_passing_and_a_referred_traveller(server, browser, tmp_path, demo_dir):
+    gate, base = server
+    api = httpx.Client(base_url=base)
+    card = api.post("/integrator/cards", data={"persona": "demo"}).json()["card_id"]
+    api.post("/integrator/camera", json={"paths": [str(demo_dir / "eileen_collins_nasa.png")]})
+    for size, name in (({"width": 1080, "height": 1920}, "portrait"), ({"width": 1920, "height": 1080}, "landscape")):
+        page = browser.new_page(viewport=size)
+        page.goto(f"{base}/kiosk")
+        page.wait_for_selector("#msg-vi:has-text('Vui lòng đặt thẻ lên đầu đọc')")
+        assert page.locator("#msg-en").inner_text() == "Please place your card on the reader"
+        shot(page, tmp_path, f"kiosk-waiting-{name}")
+        api.post(f"/integrator/reader/insert/{card}")
+        page.wait_for_selector("#g-vi:has-text('Vui lòng giữ yên')")
+        page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+        assert page.locator("#camera").is_visible()
+        shot(page, tmp_path, f"kiosk-face-{name}")
+        page.wait_for_selector("#msg-vi:has-text('Mời qua cổng')", timeout=15000)
+        assert page.locator("#msg-en").inner_text() == "Please proceed"
+        shot(page, tmp_path, f"kiosk-proceed-{name}")
+        api.post("/integrator/barrier/passage")
+        page.wait_for_selector("[data-state='closed']")
+        api.post("/integrator/reader/remove")
+        page.wait_for_selector("[data-state='waiting']")
+        page.close()
+
+    gate.face.outcome = "no_match"
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    page.goto(f"{base}/kiosk")
+    api.post(f"/integrator/reader/insert/{card}")
+    page.wait_for_selector("#msg-vi:has-text('Vui lòng đến quầy kiểm soát')", timeout=15000)
+    assert page.locator("#msg-en").inner_text() == "Please see an officer"
+    assert "no_match" not in page.content()          # the traveller sees no reasons
+    shot(page, tmp_path, "kiosk-referred")
+    api.post("/integrator/reader/remove")
+    assert api.get("/integrator/barrier").json()["state"] == "closed"
+    page.close()
+
+
+def test_console_login_override_with_reason_and_audit_search(server, browser, tmp_path):
+    gate, base = server
+    referral = gate.open_referrals()[0].record.id if gate.open_referrals() else None
+    assert referral, "the kiosk test leaves one referral"
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"{base}/console")
+    page.fill("input[name=username]", "olga")
+    page.fill("input[name=password]", "wrong password")
+    page.click("#login-form button")
+    page.wait_for_selector("#error:has-text('wrong user name or password')")
+    page.fill("input[name=password]", PW)
+    page.click("#login-form button")
+    page.wait_for_selector("#queue li")
+    page.click("#queue li")
+    page.wait_for_selector("#d-reasons li:has-text('face.no_match')")
+    page.wait_for_function("document.getElementById('d-live').naturalWidth > 0 && "
+                           "document.getElementById('d-chip').naturalWidth > 0")
+    assert page.locator("#d-traveller").inner_text().count("COLLINS") == 1
+    shot(page, tmp_path, "console-referral")
+    page.fill("textarea[name=reason]", "Checked the card and the face by hand")
+    page.click("button[value=deny]")
+    page.wait_for_selector("#queue-count:has-text('(0)')")
+    assert gate.referrals[referral].resolved == "deny"
+    page.click("#logout")
+    page.wait_for_selector("#login-form")
+
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", PW)
+    page.click("#login-form button")
+    page.wait_for_selector("#audit-form")
+    page.select_option("select[name=event_type]", "override")
+    page.click("#audit-form button")
+    page.wait_for_selector("#audit-table tbody tr")
+    row = page.locator("#audit-table tbody tr").first.inner_text()
+    assert "override" in row and "deny" in row and "olga" in row and "face.no_match" in row
+    assert page.locator("nav button[data-view=referrals]").is_hidden()
+    shot(page, tmp_path, "console-audit")
+    page.close()
