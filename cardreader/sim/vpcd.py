@@ -9,9 +9,13 @@ TCP_NODELAY and TCP_QUICKACK every APDU waits ~40 ms for a delayed ACK.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 from cardreader.transport import CardAbsent
 
@@ -149,3 +153,94 @@ class VirtualCard:
             self.chip.reset()
         elif code == CONTROL_ATR:
             self._send(ATR)
+
+
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 free on loopback (vpcd's one entry opens two slots)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for vpcd")
+
+
+class PrivatePcscd:
+    """A pcscd of our own: one vpcd entry on a free port, its socket in `workdir`, stopped by PID.
+
+    Runs in a private mount namespace (root + unshare) so it never clashes
+    with a system pcscd or a parallel run; PCSCLITE_CSOCK_NAME is set for this
+    process, which must happen before its first PC/SC call. Readers are
+    awaited by polling `smartcard.System.readers()`, never a fixed sleep.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = Path(workdir)
+        self.port = 0
+        self.reader = ""
+        self.log = self.workdir / "pcscd.log"
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why a private pcscd cannot run here, or None."""
+        if not (shutil.which("pcscd") or Path("/usr/sbin/pcscd").exists()) or not VPCD_DRIVER.exists():
+            return "pcscd or the vpcd driver is not installed (apt-get install pcscd vsmartcard-vpcd)"
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            return "a private pcscd needs root and unshare (mount namespace)"
+        return None
+
+    def start(self, timeout: float = 10.0) -> "PrivatePcscd":
+        exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
+        run = self.workdir / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        self.port = free_port_pair()
+        conf = self.workdir / "reader.conf"
+        conf.write_text(f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{self.port:04X}\n'
+                        f"LIBPATH {VPCD_DRIVER}\nCHANNELID 0x{self.port:04X}\n")
+        Path("/run/pcscd").mkdir(parents=True, exist_ok=True)
+        os.environ["PCSCLITE_CSOCK_NAME"] = str(run / "pcscd.comm")
+        script = f"mount --bind {run} /run/pcscd && exec {exe} -f -a -c {conf}"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                         stdout=out, stderr=subprocess.STDOUT)
+        from smartcard.System import readers
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pcscd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                names = [str(r) for r in readers()]
+            except Exception:  # pcscd not accepting connections yet
+                names = []
+            if names:
+                self.reader = names[0]
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"pcscd showed no vpcd reader within {timeout} s")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def __enter__(self) -> "PrivatePcscd":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -74,3 +74,20 @@ def test_mute_card_times_out(transport, virtual_card, demo_document, demo_key):
     r = read_document(transport, demo_key, deadline_s=5.0)
     assert not r.ok and r.error == "timeout"
     assert time.monotonic() - start < 5.0
+
+
+def test_read_command_writes_files_and_prints_json(pcscd, virtual_card, demo_document, demo_persona,
+                                                   tmp_path, capsys):
+    import json
+
+    from cardreader.__main__ import main
+    virtual_card(SimulatedChip(demo_document))
+    p = demo_persona
+    mrz = f"{p.document_number},{p.date_of_birth:%y%m%d},{p.date_of_expiry:%y%m%d}"
+    code = main(["read", "--reader", pcscd.reader, "--mrz", mrz, "--out", str(tmp_path), "--json", "--wait", "5"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["ok"] and out["access_control"] == "PACE-ECDH-GM-AES-128"
+    assert out["dg1"]["document_number"] == p.document_number
+    assert out["files"]["DG2"]["size"] == len(demo_document.files["DG2"])
+    assert (tmp_path / "DG2.bin").read_bytes() == demo_document.files["DG2"]
+    assert (tmp_path / "EF.SOD.bin").read_bytes() == demo_document.files["EF.SOD"]
