@@ -185,8 +185,10 @@ def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any =
         for name in wanted:
             if name not in res.files:
                 r.read(name)
-        if clone_detection and res.clone_detection is None:
-            res.clone_detection = _active_authentication(r)
+        if clone_detection and (res.clone_detection is None or res.clone_detection.result == "not_performed"):
+            aa = _active_authentication(r)  # AA when CA is not offered (9303-11 §6: CA preferred)
+            if res.clone_detection is None or aa.result != "not_performed":
+                res.clone_detection = aa
         _parse(res)
         if trust_store is not None:
             res.passive_authentication = _passive_authentication(res, trust_store, at)

@@ -13,9 +13,15 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
 from cardreader.apdu import MRTD_AID, CommandAPDU, ResponseAPDU
 from cardreader.lds.dg1 import DG1
 from cardreader.lds.files import FILE_IDS, SFI
+from cardreader.lds.security_infos import parse_security_infos
+from cardreader.pki import iso9796_2
 from cardreader.lds import tlv
 from cardreader.protocol import bac, ca, pace
 from cardreader.protocol.sm import SecureMessagingError, SMSession
@@ -252,4 +258,26 @@ class SimulatedChip:
         return tlv.parse_one(self.files.get("DG14", b"\x6e\x00"), 0x6E).value
 
     def _internal_authenticate(self, cmd: CommandAPDU) -> ResponseAPDU:
-        return ResponseAPDU(b"", 0x6D00)
+        """Active Authentication: ISO/IEC 9796-2 scheme 1 (RSA) or plain r||s ECDSA over the challenge."""
+        key = getattr(self.document, "aa_private_key", None)
+        if key is None:
+            return ResponseAPDU(b"", 0x6D00)
+        if self.access is None:
+            return ResponseAPDU(b"", 0x6982)
+        if len(cmd.data) != 8:
+            return ResponseAPDU(b"", 0x6700)
+        if isinstance(key, rsa.RSAPrivateKey):
+            signature = iso9796_2.sign(key, cmd.data, digest="sha1", rng=self.rng)
+        else:
+            digest = self._aa_hash()
+            r, s = decode_dss_signature(key.sign(cmd.data, ec.ECDSA(getattr(hashes, digest.upper())())))
+            size = (key.curve.key_size + 7) // 8
+            signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        if cmd.ne is not None and len(signature) > cmd.ne:
+            return ResponseAPDU(b"", 0x6700)
+        return ResponseAPDU(signature, SW_OK)
+
+    def _aa_hash(self) -> str:
+        from cardreader.protocol.aa import AA_SIGNATURE_HASHES
+        info = parse_security_infos(self._dg14()).active_authentication if "DG14" in self.files else None
+        return "sha256" if info is None else AA_SIGNATURE_HASHES.get(info["signature_algorithm"].dotted, "sha256")

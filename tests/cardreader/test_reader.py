@@ -129,3 +129,41 @@ def test_deadline_ends_a_slow_read(demo_document, demo_key):
 def test_no_card(demo_key):
     r = read_document(SimulatedTransport(None), demo_key)
     assert not r.ok and r.error == "card_removed"
+
+
+@pytest.fixture(scope="session")
+def aa_only_documents(demo_persona):
+    """Documents without a CA key, so clone detection falls to Active Authentication: RSA and ECDSA."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cardreader.sim.issuer import issue
+    return {"rsa": issue(demo_persona, ca_key=False),
+            "ecdsa": issue(demo_persona, ca_key=False, aa_key=ec.generate_private_key(ec.SECP256R1()))}
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
+def test_active_authentication_when_no_chip_authentication(kind, aa_only_documents, demo_key):
+    r = _read(aa_only_documents[kind], demo_key)
+    assert r.ok, r.error
+    assert r.clone_detection.protocol == "AA" and r.clone_detection.result == "passed"
+
+
+def test_cloned_chip_fails_active_authentication(aa_only_documents, demo_key):
+    """A copy of every file with another AA key: the signature does not verify under DG15."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    genuine = aa_only_documents["rsa"]
+    clone = type("Clone", (), {"files": genuine.files, "persona": genuine.persona, "ca_private_key": None,
+                               "aa_private_key": rsa.generate_private_key(65537, 1024)})()
+    r = _read(clone, demo_key)
+    assert not r.ok and r.clone_detection.protocol == "AA" and r.clone_detection.result == "failed"
+
+
+def test_cloned_chip_fails_chip_authentication(demo_document, demo_key):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    clone = type("Clone", (), {"files": demo_document.files, "persona": demo_document.persona,
+                               "aa_private_key": None,
+                               "ca_private_key": ec.generate_private_key(ec.BrainpoolP256R1())})()
+    r = _read(clone, demo_key)
+    assert not r.ok and r.error == "chip_authentication_failed"
+    assert r.clone_detection.protocol == "CA" and r.clone_detection.result == "failed"
+    assert not r.files
