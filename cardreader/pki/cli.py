@@ -162,17 +162,14 @@ def _load_sources(args, at: dt.datetime) -> TrustStore:
 
 
 def _data_group_summary(data: bytes) -> dict:
-    """What L's parser makes of a data group, reduced to JSON-safe, non-personal facts by default."""
+    """L's JSON view of a data group (`cardreader.lds.files`), or why it does not parse."""
+    from cardreader.lds import LDSError
+    from cardreader.lds.files import describe, parse_file
+
     try:
-        from cardreader.lds.files import parse_file
-    except ImportError:
-        return {"size": len(data)}
-    try:
-        parsed = parse_file(data)
-    except Exception as exc:  # parsing someone else's file must not break verification output
-        return {"size": len(data), "error": getattr(exc, "reason", type(exc).__name__)}
-    to_json = getattr(parsed, "to_json", None)
-    return {"size": len(data), **(to_json() if callable(to_json) else {"type": type(parsed).__name__})}
+        return {"size": len(data), **describe(parse_file(data))}
+    except LDSError as exc:
+        return {"size": len(data), "error": exc.reason}
 
 
 @_guarded
@@ -227,8 +224,7 @@ def _bench(args) -> int:
     assert result.verdict == "valid", result.reasons
     print(f"passive authentication ({args.algorithm}, DS chain + SOD + 2 DGs, 15 kB DG2): "
           f"median {statistics.median(times) * 1000:.2f} ms over {args.runs} runs")
-    cscas = [TestPKI.create(chr(65 + i // 26 % 26) + chr(65 + i % 26), "ecdsa-p256").csca_cert
-             for i in range(args.cscas)]
+    cscas = [pki.rollover()[0].csca_cert for _ in range(args.cscas)]  # distinct CSCA keys, one name
     masterlist = pki.masterlist(cscas + [pki.csca_cert])
     import_times = []
     for _ in range(3):

@@ -80,7 +80,10 @@ def key_identifier(cert: x509.Certificate) -> bytes:
 
 def is_self_signed(cert: x509.Certificate) -> bool:
     aki = cert.authority_key_identifier
-    return cert.subject == cert.issuer and (aki is None or aki == key_identifier(cert))
+    if aki is not None and aki != key_identifier(cert):
+        return False
+    # byte equality first: asn1crypto's RFC 4518 name comparison is slow and rarely needed
+    return cert.subject.dump() == cert.issuer.dump() or cert.subject == cert.issuer
 
 
 def country_of(name: x509.Name) -> str | None:
@@ -355,7 +358,8 @@ class TrustStore:
         imported, skipped, reasons = 0, 0, []
         for cert in certs:
             try:
-                cert.native
+                cert["tbs_certificate"]["validity"].native  # the parts the store reads must decode
+                cert.subject.native
                 if is_self_signed(cert):
                     verify_issued_by(cert, cert)
             except (ValueError, SignatureError) as exc:

@@ -40,6 +40,11 @@ class AAResult:
     def passed(self) -> bool:
         return self.result == "passed"
 
+    @property
+    def reason(self) -> str | None:
+        """The first reason code (None when passed), for callers that keep one."""
+        return self.reasons[0] if self.reasons else None
+
     def to_json(self) -> dict:
         return {"result": self.result, "reasons": list(self.reasons), "algorithm": self.algorithm,
                 "challenge": self.challenge.hex() if self.challenge is not None else None}
