@@ -356,3 +356,49 @@ def test_no_single_bit_flip_anywhere_in_the_sod_is_valid_or_crashes(pki, store, 
             tampered[i] ^= bit
             result = pa(bytes(tampered), store)
             assert result.verdict in ("invalid", "incomplete") and result.reasons, (i, bit, result.reasons)
+
+
+@pytest.mark.parametrize("kind", ["ecdsa", "rsa-pss", "rsa"])
+def test_certificates_from_pycas_builder_verify(kind):
+    """The chain need not come from our own assembler: CSCA and DS built with pyca's CertificateBuilder."""
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.x509.oid import NameOID
+
+    from asn1crypto import keys as akeys
+    from cardreader.sim.test_pki import SigningKey
+
+    def new_key():
+        return ec.generate_private_key(ec.SECP256R1()) if kind == "ecdsa" else rsa.generate_private_key(65537, 2048)
+
+    def name(cn):
+        return cx509.Name([cx509.NameAttribute(NameOID.COUNTRY_NAME, "UT"), cx509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def build(subject, subject_key, issuer, issuer_key, ca):
+        builder = (cx509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(subject_key.public_key()).serial_number(cx509.random_serial_number())
+                   .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=3650))
+                   .add_extension(cx509.KeyUsage(not ca, False, False, False, False, ca, ca, False, False), True)
+                   .add_extension(cx509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), False)
+                   .add_extension(cx509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False))
+        if ca:
+            builder = builder.add_extension(cx509.BasicConstraints(True, 0), True)
+        pss = padding.PSS(padding.MGF1(hashes.SHA256()), 32) if kind == "rsa-pss" else None
+        cert = builder.sign(issuer_key, hashes.SHA256(), rsa_padding=pss)
+        return cert.public_bytes(serialization.Encoding.DER)
+
+    csca_key, ds_key = new_key(), new_key()
+    csca = build(name("CSCA"), csca_key, name("CSCA"), csca_key, True)
+    ds = build(name("DS"), ds_key, name("CSCA"), csca_key, False)
+    algorithm = {"ecdsa": "ecdsa-p256", "rsa-pss": "rsa-pss", "rsa": "rsa2048"}[kind]
+
+    def signing_key(key):
+        return SigningKey(algorithm, key, akeys.PublicKeyInfo.load(key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)))
+
+    pki = TestPKI("UTO", algorithm, signing_key(csca_key), csca, signing_key(ds_key), ds, NOW)
+    store = TrustStore(None)
+    store.add_csca(csca)
+    result = pa(sign_sod(DGS, pki), store)
+    assert result.verdict == "valid", result.reasons
