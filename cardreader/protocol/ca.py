@@ -7,12 +7,18 @@ harmless command under the new keys and only then reports success.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
+from asn1crypto.core import Integer
+from asn1crypto.keys import DomainParameters, PublicKeyInfo
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardreader.apdu import CardError, CommandAPDU, check, select_ef
 from cardreader.lds.security_infos import (ChipAuthenticationKey, ChipAuthenticationOption, ParsedSecurityInfos,
                                            SecurityProtocol, parse_security_infos)
+from cardreader.protocol.pace import DHGroup, PACEError
 from cardreader.protocol.sm import (AccessControlError, SecureChannel, SecureMessagingError, SMSession,
                                     encode_do, kdf, parse_dos)
 
@@ -26,17 +32,62 @@ class CAError(AccessControlError):
 
 
 def choose(infos: ParsedSecurityInfos) -> tuple[ChipAuthenticationOption, ChipAuthenticationKey]:
-    """The ECDH option and its key (matched by keyId); a DG14 with only a key means 3DES (9303-11 §9.2.5)."""
-    keys = [k for k in infos.chip_authentication_keys if k.protocol == "id-PK-ECDH"]
+    """An offered option and its key (same agreement, matching keyId), ECDH first; a DG14 with
+    only a key means 3DES (9303-11 §9.2.5)."""
+    keys = sorted(infos.chip_authentication_keys, key=lambda k: k.protocol != "id-PK-ECDH")
     if not keys:
-        raise CAError("DG14 has no ECDH chip authentication key", "ca_unsupported")
-    options = [o for o in infos.chip_authentication if o.agreement == "ECDH"] or \
-        [ChipAuthenticationOption(_DEFAULT_3DES["ECDH"], "ECDH", "3DES", None)]
-    for option in options:
-        for key in keys:
+        raise CAError("DG14 has no chip authentication key", "ca_unsupported")
+    for key in keys:
+        agreement = "ECDH" if key.protocol == "id-PK-ECDH" else "DH"
+        options = [o for o in infos.chip_authentication if o.agreement == agreement] or \
+            [ChipAuthenticationOption(_DEFAULT_3DES[agreement], agreement, "3DES", None)]
+        for option in options:
             if option.key_id is None or key.key_id is None or option.key_id == key.key_id:
                 return option, key
     raise CAError("no chip authentication key matches the protocol's keyId", "ca_unsupported")
+
+
+@dataclass(frozen=True, repr=False)
+class DHChipKey:
+    """A chip's DH chip-authentication key pair (pyca's FFDH is deprecated, so DH stays in `pace.DHGroup`)."""
+
+    group: DHGroup
+    x: int
+
+    def public_bytes(self) -> bytes:
+        return self.group.public(self.x)
+
+    def spki(self) -> bytes:
+        """SubjectPublicKeyInfo (dhpublicnumber, X9.42 domain parameters) for DG14."""
+        g = self.group
+        return PublicKeyInfo({
+            "algorithm": {"algorithm": "dh", "parameters": DomainParameters({"p": g.p, "g": g.g, "q": g.order})},
+            "public_key": Integer(int.from_bytes(self.public_bytes(), "big")),
+        }).dump()
+
+
+def _terminal_agreement(key: ChipAuthenticationKey) -> tuple[bytes, bytes]:
+    """(PK_IFD, shared secret K) against the chip's DG14 key, EC via pyca, DH via `DHGroup`."""
+    info = key.public_key
+    if info["algorithm"]["algorithm"].native == "dh":
+        params = info["algorithm"]["parameters"]
+        group = DHGroup(params["p"].native, params["g"].native, params["q"].native)
+        x = group.random_private(os.urandom)
+        y = info["public_key"].parsed.native.to_bytes(group.size, "big")
+        try:
+            return group.public(x), group.shared_secret(x, y)
+        except PACEError as e:
+            raise CAError(f"chip DH key rejected: {e}", "ca_key_invalid") from None
+    try:
+        chip_key = serialization.load_der_public_key(info.dump())
+    except (ValueError, TypeError):
+        raise CAError("chip authentication key cannot be loaded", "ca_unsupported") from None
+    if not isinstance(chip_key, ec.EllipticCurvePublicKey):
+        raise CAError("chip authentication key is neither EC nor DH", "ca_unsupported")
+    ephemeral = ec.generate_private_key(chip_key.curve)
+    pk_ifd = ephemeral.public_key().public_bytes(serialization.Encoding.X962,
+                                                 serialization.PublicFormat.UncompressedPoint)
+    return pk_ifd, ephemeral.exchange(ec.ECDH(), chip_key)
 
 
 def _key_id_do(key_id: int | None) -> bytes:
@@ -56,16 +107,7 @@ def perform_ca(channel: SecureChannel, dg14_infos: ParsedSecurityInfos) -> str:
     confirming response does not verify under the new keys (a clone).
     """
     option, key = choose(dg14_infos)
-    try:
-        chip_key = serialization.load_der_public_key(key.public_key.dump())
-    except (ValueError, TypeError):
-        raise CAError("chip authentication key cannot be loaded", "ca_unsupported") from None
-    if not isinstance(chip_key, ec.EllipticCurvePublicKey):
-        raise CAError("chip authentication key is not EC", "ca_unsupported")
-    ephemeral = ec.generate_private_key(chip_key.curve)
-    pk_ifd = ephemeral.public_key().public_bytes(serialization.Encoding.X962,
-                                                 serialization.PublicFormat.UncompressedPoint)
-    shared = ephemeral.exchange(ec.ECDH(), chip_key)
+    pk_ifd, shared = _terminal_agreement(key)
     try:
         if option.cipher == "3DES":
             check(channel.send(CommandAPDU(0x00, 0x22, 0x41, 0xA6, encode_do(0x91, pk_ifd) + _key_id_do(key.key_id))))
@@ -82,7 +124,12 @@ def perform_ca(channel: SecureChannel, dg14_infos: ParsedSecurityInfos) -> str:
 
 # --------------------------------------------------------------------------- chip side
 
-def _exchange(private_key: ec.EllipticCurvePrivateKey, point: bytes) -> bytes:
+def _exchange(private_key: ec.EllipticCurvePrivateKey | DHChipKey, point: bytes) -> bytes:
+    if isinstance(private_key, DHChipKey):
+        try:
+            return private_key.group.shared_secret(private_key.x, point)
+        except PACEError:
+            raise CAError("terminal key is not in the chip's DH group") from None
     try:
         peer = ec.EllipticCurvePublicKey.from_encoded_point(private_key.curve, point)
     except ValueError:
@@ -97,7 +144,7 @@ def _dos(data: bytes, order: tuple[int, ...]) -> dict[int, tuple[bytes, bytes]]:
         raise CAError("malformed chip authentication command") from None
 
 
-def chip_set_kat(data: bytes, dg14_value: bytes, private_key: ec.EllipticCurvePrivateKey) -> SMSession:
+def chip_set_kat(data: bytes, dg14_value: bytes, private_key: ec.EllipticCurvePrivateKey | DHChipKey) -> SMSession:
     """MSE:Set KAT (3DES CA): the new session, to take effect after this command's response."""
     dos = _dos(data, (0x91, 0x84))
     if 0x91 not in dos:
@@ -115,12 +162,13 @@ def chip_set_at(data: bytes, dg14_value: bytes) -> str:
         raise CAError("MSE:Set AT without a protocol")
     oid = SecurityProtocol.load(b"\x06" + dos[0x80][1][1:]).dotted
     offered = {o.protocol: o for o in parse_security_infos(dg14_value).chip_authentication}
-    if oid not in offered or offered[oid].agreement != "ECDH":
+    if oid not in offered:
         raise CAError("protocol not offered")
     return offered[oid].cipher
 
 
-def chip_general_authenticate(data: bytes, cipher: str, private_key: ec.EllipticCurvePrivateKey) -> SMSession:
+def chip_general_authenticate(data: bytes, cipher: str,
+                              private_key: ec.EllipticCurvePrivateKey | DHChipKey) -> SMSession:
     outer = _dos(data, (0x7C,))
     inner = _dos(outer.get(0x7C, (b"", b""))[0], (0x80,))
     if 0x80 not in inner:
