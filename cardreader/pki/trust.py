@@ -253,14 +253,22 @@ class TrustStore:
         index = self.path / "index.json"
         if not index.is_file():
             return
-        data = json.loads(index.read_text())
-        for row in data.get("certificates", []):
-            der = (self.path / "certs" / f"{row['sha256']}.der").read_bytes()
-            self._remember(load_certificate(der), row.get("source", "file"), persist=False)
-        for row in data.get("crls", []):
-            der = (self.path / "crls" / f"{row['sha256']}.der").read_bytes()
-            self._crls[row["sha256"]] = _CRL(row["sha256"], crl.CertificateList.load(der),
-                                              bytes.fromhex(row["issuer_key_id"]))
+        try:
+            data = json.loads(index.read_text())
+            for row in data["certificates"]:
+                der = (self.path / "certs" / f"{row['sha256']}.der").read_bytes()
+                if hashlib.sha256(der).hexdigest() != row["sha256"]:
+                    raise ValueError(f"certs/{row['sha256']}.der does not match its name")
+                self._remember(load_certificate(der), row.get("source", "file"), persist=False)
+            for row in data["crls"]:
+                der = (self.path / "crls" / f"{row['sha256']}.der").read_bytes()
+                if hashlib.sha256(der).hexdigest() != row["sha256"]:
+                    raise ValueError(f"crls/{row['sha256']}.der does not match its name")
+                self._crls[row["sha256"]] = _CRL(row["sha256"], crl.CertificateList.load(der),
+                                                  bytes.fromhex(row["issuer_key_id"]))
+        except (OSError, ValueError, KeyError, TypeError, TrustError) as exc:
+            # A damaged store must not silently trust less (or more): refuse to use it.
+            raise TrustError("trust_store_corrupt", f"{self.path}: {exc}") from exc
 
     def detached(self) -> TrustStore:
         """An in-memory copy: later imports do not touch the directory."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import ecdsa
 from asn1crypto import algos, cms, core, crl, keys, x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from ecdsa.ellipticcurve import CurveFp, PointJacobi

@@ -203,3 +203,17 @@ def test_python_m_cardreader_entry_point(tmp_path, uto):
                          cwd=CHECKOUT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["passive_authentication"]["verdict"] == "valid"
+
+
+def test_damaged_store_is_refused_not_half_loaded(tmp_path, uto):
+    store = TrustStore(tmp_path)
+    store.add_csca(uto.csca_cert)
+    der = next((tmp_path / "certs").iterdir())
+    der.write_bytes(der.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(TrustError) as err:
+        TrustStore(tmp_path)
+    assert err.value.reason == "trust_store_corrupt"
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(TrustError) as err:
+        TrustStore(tmp_path)
+    assert err.value.reason == "trust_store_corrupt"
