@@ -97,7 +97,11 @@ def _sim_card(args) -> int:
     document = issue(persona, pace=not args.no_pace)
     faults = Faults(no_extended=args.no_extended, max_read=args.max_read)
     card = VirtualCard(SimulatedChip(document, faults=faults), port=args.port)
-    card.connect(timeout=args.connect_timeout)
+    try:
+        card.connect(timeout=args.connect_timeout)
+    except ConnectionError as e:
+        print(f"{e} (start pcscd first: pcscd -f -a)", file=sys.stderr)
+        return 2
     print(f"simulated {persona.document_type} card for persona {args.persona!r} on vpcd port {args.port} "
           f"({'PACE+BAC' if not args.no_pace else 'BAC'}); Ctrl-C to remove it", file=sys.stderr)
     try:

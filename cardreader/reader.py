@@ -82,12 +82,36 @@ class ReadResult:
         }
 
 
+class _Bounded:
+    """The transport with each command's timeout cut to what is left of the read deadline,
+    so a card that stops answering near the end cannot carry the read past it."""
+
+    def __init__(self, transport: Transport, deadline: float, clock: Callable[[], float]) -> None:
+        self.transport, self.deadline, self.clock = transport, deadline, clock
+
+    def transmit(self, apdu: bytes) -> bytes:
+        left = self.deadline - self.clock()
+        if left <= 0:
+            raise DeadlineExceeded("read deadline passed")
+        base = getattr(self.transport, "command_timeout", None)
+        if base is None:
+            return self.transport.transmit(apdu)
+        self.transport.command_timeout = min(base, left)
+        try:
+            return self.transport.transmit(apdu)
+        finally:
+            self.transport.command_timeout = base
+
+    def reset(self) -> None:
+        self.transport.reset()
+
+
 class _Reader:
     """One read: the state every step needs, so the steps stay short."""
 
     def __init__(self, transport: Transport, deadline: float, clock: Callable[[], float]) -> None:
         self.transport, self.deadline, self.clock = transport, deadline, clock
-        self.plain = PlainChannel(transport)
+        self.plain = PlainChannel(_Bounded(transport, deadline, clock))
         self.channel: PlainChannel | SecureChannel = self.plain
         self.block = BlockSize()
         self.result = ReadResult()

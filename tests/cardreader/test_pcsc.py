@@ -91,3 +91,41 @@ def test_read_command_writes_files_and_prints_json(pcscd, virtual_card, demo_doc
     assert out["files"]["DG2"]["size"] == len(demo_document.files["DG2"])
     assert (tmp_path / "DG2.bin").read_bytes() == demo_document.files["DG2"]
     assert (tmp_path / "EF.SOD.bin").read_bytes() == demo_document.files["EF.SOD"]
+
+
+def test_reader_chosen_by_index_or_name(pcscd):
+    from cardreader.transport import TransportError
+    for choice in (0, "0", "virtual pcd 00 00", pcscd.reader):
+        t = PcscTransport(choice)
+        assert t.reader == pcscd.reader
+        t.close()
+    with pytest.raises(TransportError):
+        PcscTransport("no such reader")
+    with pytest.raises(TransportError):
+        PcscTransport(7)
+
+
+def test_sim_card_command_serves_the_demo_persona(pcscd, transport, demo_key, tmp_path):
+    """What integrators run: `python -m cardreader sim-card`, read through pcscd like a real card."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "cardreader", "sim-card", "--port", str(pcscd.port)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        assert transport.wait_for_card(20.0), "sim-card did not put a card on the reader"
+        r = read_document(transport, demo_key)
+        assert r.ok and r.access_control == "PACE-ECDH-GM-AES-128"
+        assert r.dg1.document_number
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert transport.wait_for_removal(10.0)
+
+
+def test_bench_read_prints_figures():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "cardreader", "bench-read", "--repeat", "1", "--size", "8000"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "extended: 1 APDUs" in out.stdout and "short:" in out.stdout

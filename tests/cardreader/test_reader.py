@@ -167,3 +167,13 @@ def test_cloned_chip_fails_chip_authentication(demo_document, demo_key):
     assert not r.ok and r.error == "chip_authentication_failed"
     assert r.clone_detection.protocol == "CA" and r.clone_detection.result == "failed"
     assert not r.files
+
+
+def test_mute_card_near_the_deadline_ends_on_time(demo_document, demo_key):
+    """The per-command timeout (10 s here) is cut to what is left of the 1 s read deadline."""
+    transport = SimulatedTransport(SimulatedChip(demo_document, faults=Faults(mute=True)), command_timeout=10.0)
+    start = time.monotonic()
+    r = read_document(transport, demo_key, deadline_s=1.0)
+    assert not r.ok and r.error == "timeout"
+    assert time.monotonic() - start < 1.5
+    assert transport.command_timeout == 10.0
