@@ -15,11 +15,17 @@ from typing import Any, Callable
 
 from cardreader.apdu import (MRTD_AID, BlockSize, CardError, DeadlineExceeded, FileNotFound, PlainChannel,
                              probe_extended_length, read_file, select_aid)
-from cardreader.lds import LDSError
+from cardreader.lds import LDSError, tlv
+from cardreader.lds.com import COM
+from cardreader.lds.dg1 import DG1
+from cardreader.lds.dg2 import DG2
+from cardreader.lds.dg13 import DG13
 from cardreader.lds.files import FILE_IDS, SFI
 from cardreader.lds.mrz import MRZ, MRZKey
 from cardreader.lds.security_infos import ParsedSecurityInfos, parse_security_infos
+from cardreader.pki import passive_authentication
 from cardreader.protocol import bac, ca, pace
+from cardreader.protocol.aa import active_authentication
 from cardreader.protocol.pace import CAN
 from cardreader.protocol.sm import AccessControlError, SecureChannel, SecureMessagingError
 from cardreader.transport import CardAbsent, Transport, TransportError, TransportTimeout
@@ -109,8 +115,9 @@ class _Bounded:
 class _Reader:
     """One read: the state every step needs, so the steps stay short."""
 
-    def __init__(self, transport: Transport, deadline: float, clock: Callable[[], float]) -> None:
-        self.transport, self.deadline, self.clock = transport, deadline, clock
+    def __init__(self, transport: Transport, deadline: float, clock: Callable[[], float],
+                 rng: Callable[[int], bytes]) -> None:
+        self.transport, self.deadline, self.clock, self.rng = transport, deadline, clock, rng
         self.plain = PlainChannel(_Bounded(transport, deadline, clock))
         self.channel: PlainChannel | SecureChannel = self.plain
         self.block = BlockSize()
@@ -142,13 +149,12 @@ class _Reader:
             log.warning("EF.CardAccess does not decode; falling back to BAC")
             return None
 
-    def access_control(self, key: MRZKey | CAN, infos: ParsedSecurityInfos | None,
-                       rng: Callable[[int], bytes]) -> None:
+    def access_control(self, key: MRZKey | CAN, infos: ParsedSecurityInfos | None) -> None:
         options = [o for o in (infos.pace if infos else []) if pace.supported(o)]
         if options:
             try:
                 self.channel = pace.perform_pace(self.plain, key, options[0],
-                                                 send_parameter_id=len(infos.pace) > 1, rng=rng)
+                                                 send_parameter_id=len(infos.pace) > 1, rng=self.rng)
                 self.result.access_control = pace.describe(options[0])
                 select_aid(self.channel)
                 return
@@ -164,13 +170,13 @@ class _Reader:
         if isinstance(key, CAN):
             raise AccessControlError("the chip offers no PACE, and a CAN cannot do BAC", "access_denied")
         select_aid(self.plain)
-        self.channel = bac.perform_bac(self.plain, key, rng=rng)
+        self.channel = bac.perform_bac(self.plain, key, rng=self.rng)
         self.result.access_control = "BAC"
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, apdus_sent: int) -> str:
     if isinstance(exc, CardAbsent):
-        return "card_removed"
+        return "card_removed" if apdus_sent else "no_card"
     if isinstance(exc, (TransportTimeout, DeadlineExceeded)):
         return "timeout"
     if isinstance(exc, TransportError):
@@ -191,14 +197,14 @@ def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any =
     read first so chip authentication protects every later file.
     """
     start = clock()
-    r = _Reader(transport, start + deadline_s, clock)
+    r = _Reader(transport, start + deadline_s, clock, rng)
     res = r.result
     try:
         if not transport.card_present():
-            raise CardAbsent("no card")
+            raise CardAbsent("no card on the reader")
         res.extended_length = probe_extended_length(r.plain)
         r.block.extended = res.extended_length
-        r.access_control(key, r.card_access(), rng)
+        r.access_control(key, r.card_access())
         listed = _listed(r.read("EF.COM"))
         wanted = [n for n in files if n in listed]
         if "DG14" in wanted:
@@ -220,7 +226,7 @@ def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any =
         if not res.ok:
             res.error = res.clone_detection.reason
     except Exception as exc:  # the boundary: every failure becomes a reason, never a crash
-        res.ok, res.error = False, _reason(exc)
+        res.ok, res.error = False, _reason(exc, r.plain.stats.apdus)
         if res.error == "internal_error":
             log.exception("read failed unexpectedly")
         else:
@@ -232,7 +238,6 @@ def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any =
 
 
 def _listed(com: bytes) -> set[str]:
-    from cardreader.lds.com import COM
     return set(COM.parse(com).data_groups)
 
 
@@ -260,7 +265,6 @@ def _chip_authentication(r: _Reader) -> CloneResult:
 
 
 def _dg14_value(dg14: bytes) -> bytes:
-    from cardreader.lds import tlv
     return tlv.parse_one(dg14, 0x6E).value
 
 
@@ -268,19 +272,11 @@ def _active_authentication(r: _Reader) -> CloneResult:
     files = r.result.files
     if "DG15" not in files:
         return CloneResult(None, "not_performed", "no_dg15")
-    try:
-        from cardreader.protocol.aa import active_authentication
-    except ImportError:
-        return CloneResult("AA", "not_performed", "aa_unavailable")
-    aa = active_authentication(r.channel, files["DG15"], files.get("DG14"))
-    outcome = getattr(aa, "result", None) or ("passed" if getattr(aa, "passed", False) else "failed")
-    return CloneResult("AA", outcome, getattr(aa, "reason", None))
+    aa = active_authentication(r.channel, files["DG15"], files.get("DG14"), rng=r.rng)
+    return CloneResult("AA", aa.result, aa.reason, aa.algorithm)
 
 
 def _parse(res: ReadResult) -> None:
-    from cardreader.lds.dg1 import DG1
-    from cardreader.lds.dg2 import DG2
-    from cardreader.lds.dg13 import DG13
     res.dg1 = DG1.parse(res.files["DG1"]).mrz if "DG1" in res.files else None
     if "DG2" in res.files:
         faces = DG2.parse(res.files["DG2"]).faces
@@ -292,7 +288,6 @@ def _parse(res: ReadResult) -> None:
 
 
 def _passive_authentication(res: ReadResult, trust_store: Any, at: dt.datetime | None) -> Any:
-    from cardreader.pki import passive_authentication
     dgs = {int(n[2:]): d for n, d in res.files.items() if n.startswith("DG")}
     return passive_authentication(res.files["EF.SOD"], dgs, trust_store, at=at, com=res.files.get("EF.COM"),
                                   dg1_issuing_state=res.dg1.issuing_state if res.dg1 else None)

@@ -128,7 +128,7 @@ def test_deadline_ends_a_slow_read(demo_document, demo_key):
 
 def test_no_card(demo_key):
     r = read_document(SimulatedTransport(None), demo_key)
-    assert not r.ok and r.error == "card_removed"
+    assert not r.ok and r.error == "no_card" and r.apdus == 0
 
 
 @pytest.fixture(scope="session")
