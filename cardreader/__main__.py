@@ -123,21 +123,12 @@ BITS_PER_BYTE = 9.4
 PER_APDU_S = 0.012
 
 
-def _max_short_sm_payload(block: int) -> int:
-    """Largest READ BINARY payload whose SM response (DO'87' + DO'99' + DO'8E') fits 256 bytes."""
-    n = 256
-    while True:
-        value = (n // block + 1) * block + 1  # padded cryptogram + padding-content indicator
-        if 1 + (1 if value < 0x80 else 2) + value + 4 + 10 <= 256:
-            return n
-        n -= 1
-
-
 def _bench_read(args) -> int:
     from cardreader.apdu import BlockSize, PlainChannel, read_file, select_aid
     from cardreader.lds.dg1 import DG1
     from cardreader.lds.security_infos import parse_security_infos
     from cardreader.protocol import pace
+    from cardreader.protocol.sm import max_short_payload
     from cardreader.sim.chip import Faults, SimulatedChip
     from cardreader.sim.issuer import issue
     from cardreader.sim.persona import load_persona
@@ -182,7 +173,7 @@ def _bench_read(args) -> int:
                 card.stop()
                 transport.wait_for_removal(5.0)
             apdus, wire = counts[-1], moved[-1]
-            minimum = 1 if extended else math.ceil(size / _max_short_sm_payload(16))
+            minimum = 1 if extended else math.ceil(size / max_short_payload(16))
             model = apdus * PER_APDU_S + wire * BITS_PER_BYTE / AIR_BITRATE
             rows.append((label, apdus, minimum, sorted(times)[len(times) // 2], wire, model))
         transport.close()

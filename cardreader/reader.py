@@ -27,7 +27,7 @@ from cardreader.pki import passive_authentication
 from cardreader.protocol import bac, ca, pace
 from cardreader.protocol.aa import active_authentication
 from cardreader.protocol.pace import CAN
-from cardreader.protocol.sm import AccessControlError, SecureChannel, SecureMessagingError
+from cardreader.protocol.sm import AccessControlError, SecureChannel, SecureMessagingError, max_short_payload
 from cardreader.transport import CardAbsent, Transport, TransportError, TransportTimeout
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,8 @@ def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any =
         res.extended_length = probe_extended_length(r.plain)
         r.block.extended = res.extended_length
         r.access_control(key, r.card_access())
+        if r.channel.session.cipher == "3DES":  # 3DES SM fits 231 data bytes in a short response, AES 223
+            r.block.steps = (max_short_payload(8), *r.block.steps)
         listed = _listed(r.read("EF.COM"))
         wanted = [n for n in files if n in listed]
         if "DG14" in wanted:

@@ -163,6 +163,15 @@ def parse_dos(data: bytes, order: tuple[int, ...]) -> dict[int, tuple[bytes, byt
     return out
 
 
+def max_short_payload(block: int) -> int:
+    """Largest response payload whose SM answer (DO'87' + DO'99' + DO'8E') fits a short Le of 256:
+    223 bytes with AES, 231 with 3DES."""
+    n = 256
+    while 1 + (1 if (n // block + 1) * block + 1 < 0x80 else 2) + (n // block + 1) * block + 1 + 4 + 10 > 256:
+        n -= 1
+    return n
+
+
 # --------------------------------------------------------------------------- session
 
 @dataclass(repr=False)

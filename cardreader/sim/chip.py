@@ -24,7 +24,7 @@ from cardreader.lds.security_infos import parse_security_infos
 from cardreader.pki import iso9796_2
 from cardreader.lds import tlv
 from cardreader.protocol import bac, ca, pace
-from cardreader.protocol.sm import SecureMessagingError, SMSession
+from cardreader.protocol.sm import SecureMessagingError, SMSession, max_short_payload
 from cardreader.transport import CardAbsent
 
 SW_OK, SW_EOF = 0x9000, 0x6282
@@ -101,6 +101,8 @@ class SimulatedChip:
             resp = self._dispatch(inner)
             if resp is None:
                 return None
+            if not extended and len(resp.data) > max_short_payload(session.block):
+                resp = ResponseAPDU(b"", 0x6700)  # the protected answer would not fit a short response
             out = session.protect_response(inner.ins, resp)
             if self.next_sm is not None:  # chip authentication: new keys from the next command on
                 self.sm, self.next_sm = self.next_sm, None

@@ -78,6 +78,13 @@ def test_short_apdus_when_no_extended_length(demo_document, demo_key):
     assert r.file_stats["DG2"].apdus == -(-size // 223)
 
 
+def test_bac_short_reads_use_the_largest_3des_block(bac_document, demo_key):
+    """231 bytes under BAC's 3DES keys (CA off: its AES keys would take the block back to 223)."""
+    r = _read(bac_document, demo_key, Faults(no_extended=True), clone_detection=False)
+    assert r.ok and r.block_size == 231
+    assert r.file_stats["DG2"].apdus == -(-len(bac_document.files["DG2"]) // 231)
+
+
 def test_block_size_adapts_to_a_small_chip_buffer(demo_document, demo_key):
     r = _read(demo_document, demo_key, Faults(no_extended=True, max_read=192, target="none"))
     assert r.ok and r.block_size == 192
