@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from cardreader.apdu import (MRTD_AID, BlockSize, CardError, DeadlineExceeded, FileNotFound, PlainChannel,
-                             probe_extended_length, read_file, select_aid)
+from cardreader.apdu import (BlockSize, CardError, DeadlineExceeded, PlainChannel, probe_extended_length,
+                             read_file, select_aid)
 from cardreader.lds import LDSError, tlv
 from cardreader.lds.com import COM
 from cardreader.lds.dg1 import DG1

@@ -18,12 +18,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from cardreader.apdu import MRTD_AID, CommandAPDU, ResponseAPDU
+from cardreader.lds import tlv
 from cardreader.lds.dg1 import DG1
 from cardreader.lds.files import FILE_IDS, SFI
 from cardreader.lds.security_infos import parse_security_infos
 from cardreader.pki import iso9796_2
-from cardreader.lds import tlv
 from cardreader.protocol import bac, ca, pace
+from cardreader.protocol.aa import AA_SIGNATURE_HASHES
 from cardreader.protocol.sm import SecureMessagingError, SMSession, max_short_payload
 from cardreader.transport import CardAbsent
 
@@ -280,6 +281,5 @@ class SimulatedChip:
         return ResponseAPDU(signature, SW_OK)
 
     def _aa_hash(self) -> str:
-        from cardreader.protocol.aa import AA_SIGNATURE_HASHES
         info = parse_security_infos(self._dg14()).active_authentication if "DG14" in self.files else None
         return "sha256" if info is None else AA_SIGNATURE_HASHES.get(info["signature_algorithm"].dotted, "sha256")
