@@ -181,7 +181,9 @@ def _reason(exc: BaseException, apdus_sent: int) -> str:
         return "timeout"
     if isinstance(exc, TransportError):
         return "transport_error"
-    if isinstance(exc, (SecureMessagingError, AccessControlError, CardError, LDSError)):
+    if isinstance(exc, LDSError):  # the specific parser reason goes to the log, the result says what failed
+        return "malformed_file"
+    if isinstance(exc, (SecureMessagingError, AccessControlError, CardError)):
         return exc.reason
     return "internal_error"
 
@@ -232,7 +234,7 @@ def read_document(transport: Transport, key: MRZKey | CAN, *, trust_store: Any =
         if res.error == "internal_error":
             log.exception("read failed unexpectedly")
         else:
-            log.info("read ended: %s (%s)", res.error, type(exc).__name__)
+            log.info("read ended: %s (%s %s)", res.error, type(exc).__name__, getattr(exc, "reason", ""))
         if isinstance(exc, SecureMessagingError):
             res.files.clear()  # nothing from a broken channel is kept
     res.apdus, res.seconds, res.block_size = r.plain.stats.apdus, clock() - start, r.block.current

@@ -21,6 +21,7 @@ from cardreader.apdu import MRTD_AID, CommandAPDU, ResponseAPDU
 from cardreader.lds import tlv
 from cardreader.lds.dg1 import DG1
 from cardreader.lds.files import FILE_IDS, SFI
+from cardreader.lds.mrz import parse_mrz
 from cardreader.lds.security_infos import parse_security_infos
 from cardreader.pki import iso9796_2
 from cardreader.protocol import bac, ca, pace
@@ -61,8 +62,11 @@ class SimulatedChip:
         self.rng = rng
         self.fid_to_name = {FILE_IDS[n]: n for n in self.files}
         self.sfi_to_name = {SFI[n]: n for n in self.files if n in SFI}
-        self.mrz_key = DG1.parse(self.files["DG1"]).mrz.bac_key()
-        self.can = getattr(getattr(document, "persona", None), "can", None)
+        persona = getattr(document, "persona", None)
+        # the chip's access keys come from personalisation (the printed MRZ), not from its own DG1,
+        # so a test may corrupt DG1 and still open the chip
+        self.mrz_key = (parse_mrz(persona.mrz) if persona is not None else DG1.parse(self.files["DG1"]).mrz).bac_key()
+        self.can = getattr(persona, "can", None)
         self.apdus = 0
         self.reset()
 

@@ -129,3 +129,18 @@ def test_bench_read_prints_figures():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "extended: 1 APDUs" in out.stdout and "short:" in out.stdout
+
+
+def test_reset_by_another_application_is_reported_then_reconnected(pcscd, transport, virtual_card, bac_document):
+    from cardreader.transport import TransportError
+    virtual_card(SimulatedChip(bac_document))
+    assert transport.wait_for_card(5.0)
+    assert transport.transmit(bytes.fromhex("0084000008"))[-2:] == b"\x90\x00"
+    other = PcscTransport(pcscd.reader)
+    try:
+        other.reset()  # e.g. a second program on the same reader
+    finally:
+        other.close()
+    with pytest.raises(TransportError, match="reset"):
+        transport.transmit(bytes.fromhex("0084000008"))
+    assert transport.transmit(bytes.fromhex("0084000008"))[-2:] == b"\x90\x00"

@@ -184,3 +184,18 @@ def test_mute_card_near_the_deadline_ends_on_time(demo_document, demo_key):
     assert not r.ok and r.error == "timeout"
     assert time.monotonic() - start < 1.5
     assert transport.command_timeout == 10.0
+
+
+@pytest.mark.parametrize("name,corrupt", [
+    ("DG1", lambda d: d[:4] + b"\xff" * (len(d) - 4)),  # inner MRZ object destroyed
+    ("DG2", lambda d: d[:8] + b"\x7f\x61\x84\xff\xff\xff\xff" + d[15:]),  # inner length of ~4 GB
+    ("EF.COM", lambda d: d[:2] + b"\x5f\x01\x7f" + d[5:]),  # inner TLV longer than the file
+])
+def test_malformed_file_content_ends_the_read(name, corrupt, bac_document, demo_key):
+    files = dict(bac_document.files)
+    files[name] = corrupt(files[name])
+    doc = type("Doc", (), {"files": files, "persona": bac_document.persona, "ca_private_key": None,
+                           "aa_private_key": None})()
+    r = _read(doc, demo_key)
+    assert not r.ok and r.error == "malformed_file"
+    assert r.dg1 is None or name != "DG1"
