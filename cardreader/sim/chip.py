@@ -10,6 +10,7 @@ a small read buffer, or no extended-length support.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -49,6 +50,7 @@ class Faults:
     no_extended: bool = False  # extended-length APDUs → 6700
     no_sfi: bool = False  # READ BINARY with a short file identifier → 6A86
     select_mf_6d00: bool = True  # answer SELECT MF with 6D00, like Vietnam's CCCD
+    delay_s: float = 0.0  # a slow chip: every answer takes this long
 
 
 class SimulatedChip:
@@ -87,6 +89,8 @@ class SimulatedChip:
     # ------------------------------------------------------------------ entry
     def process(self, raw: bytes) -> bytes | None:
         self.apdus += 1
+        if self.faults.delay_s:
+            time.sleep(self.faults.delay_s)
         try:
             cmd = CommandAPDU.from_bytes(raw)
         except ValueError:

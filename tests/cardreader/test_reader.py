@@ -127,6 +127,14 @@ def test_bad_card_ends_cleanly_with_a_reason(faults, reason, doc, demo_key, requ
         assert not r.files  # nothing kept from a broken secure channel
 
 
+def test_slow_chip_is_stopped_at_the_deadline(demo_document, demo_key):
+    start = time.monotonic()
+    r = _read(demo_document, demo_key, Faults(delay_s=0.05), deadline_s=0.4)
+    assert not r.ok and r.error == "timeout"
+    assert time.monotonic() - start < 0.6
+    assert 0 < r.apdus < 15
+
+
 def test_deadline_ends_a_slow_read(demo_document, demo_key):
     ticks = iter(range(0, 1000))
     r = _read(demo_document, demo_key, clock=lambda: next(ticks) * 0.5, deadline_s=3.0)
