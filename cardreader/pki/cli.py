@@ -157,7 +157,7 @@ def _load_sources(args, at: dt.datetime) -> TrustStore:
     for path in args.masterlist:
         store.import_masterlist(_read(path), at=at)
     for path in args.crl:
-        store.import_crl(_read(path), at=at)
+        store.import_crl(_read(path))
     return store
 
 

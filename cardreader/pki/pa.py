@@ -84,7 +84,7 @@ def passive_authentication(sod: bytes, dgs: dict[int, bytes], trust_store: Trust
     try:
         return _run(result, sod, dgs, trust_store if trust_store is not None else TrustStore(None),
                     at or utcnow(), com, dg1_issuing_state, policy)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         # asn1crypto parses lazily: a hostile encoding deep inside the DS certificate can surface
         # here. It is a broken document, never a crash and never 'valid'.
         result.reasons.append("malformed_structure")

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 import ecdsa
-from asn1crypto import algos, keys
+from asn1crypto import algos, core, keys
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -55,7 +55,13 @@ class SignatureError(Exception):
 
 def hash_name(algorithm) -> str:
     """'sha256' etc. from an asn1crypto DigestAlgorithm or a name; refuse what ICAO doesn't allow."""
-    name = algorithm if isinstance(algorithm, str) else algorithm["algorithm"].native
+    if isinstance(algorithm, str):
+        name = algorithm
+    else:
+        name = algorithm["algorithm"].native
+        params = algorithm["parameters"]
+        if not isinstance(params, (core.Void, core.Null)):  # RFC 5754: absent or NULL, nothing else
+            raise SignatureError("hash_parameters_invalid", str(name))
     if name not in HASHES:
         raise SignatureError("unsupported_hash_algorithm", str(name))
     return name
@@ -199,7 +205,7 @@ def load_public_key(spki: keys.PublicKeyInfo) -> PublicKey:
             return PublicKey("ec", ecdsa.VerifyingKey.from_public_point(point, curve=domain.curve), domain.name)
     except SignatureError:
         raise
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # asn1crypto on hostile encodings
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:  # hostile encodings
         raise SignatureError("public_key_invalid", str(exc)) from exc
     raise SignatureError("unsupported_public_key_algorithm", str(algo))
 
@@ -212,7 +218,10 @@ def _pss_padding(params: algos.RSASSAPSSParams) -> tuple[padding.PSS, str]:
     mgf_hash = hash_name(mgf["parameters"])
     if params["trailer_field"].native not in ("trailer_field_bc", 1):
         raise SignatureError("unsupported_pss_trailer", str(params["trailer_field"].native))
-    return padding.PSS(mgf=padding.MGF1(HASHES[mgf_hash]()), salt_length=params["salt_length"].native), msg_hash
+    salt = params["salt_length"].native
+    if not isinstance(salt, int) or not 0 <= salt <= 1024:
+        raise SignatureError("pss_parameters_invalid", f"salt length {salt}")
+    return padding.PSS(mgf=padding.MGF1(HASHES[mgf_hash]()), salt_length=salt), msg_hash
 
 
 def signature_algorithm_name(algorithm: algos.SignedDigestAlgorithm, digest_hint: str | None = None) -> str:

@@ -49,6 +49,10 @@ class CscaMasterList(core.Sequence):
     ]
 
 
+# What asn1crypto raises on hostile encodings it only meets when parsing lazily.
+DECODE_ERRORS = (ValueError, KeyError, TypeError, OverflowError)
+
+
 class TrustError(Exception):
     """An import was refused; `reason` is a code."""
 
@@ -68,7 +72,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
     try:
         cert = x509.Certificate.load(data, strict=True)
         cert.native  # parse everything now, not at first use
-    except ValueError as exc:
+    except DECODE_ERRORS as exc:
         raise TrustError("certificate_malformed", str(exc)) from exc
     return cert
 
@@ -125,6 +129,14 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
     key = signatures.load_public_key(issuer.public_key)
     signatures.verify(key, cert["signature_algorithm"], cert["signature_value"].native,
                       cert["tbs_certificate"].dump())
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        verify_issued_by(cert, issuer)
+        return True
+    except SignatureError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -313,7 +325,8 @@ class TrustStore:
         """Trust one CSCA certificate (DER or PEM) given out of band. Returns False if already known.
 
         A self-signed CSCA must carry a valid self-signature; a link
-        certificate is kept as given (the operator vouches for it).
+        certificate must be signed by a CSCA already trusted (import the old
+        CSCA first), so a damaged or forged certificate cannot slip in as a "link".
         """
         cert = load_certificate(cert_der)
         if not (cert.basic_constraints_value and cert.basic_constraints_value["ca"].native):
@@ -323,6 +336,12 @@ class TrustStore:
                 verify_issued_by(cert, cert)
             except SignatureError as exc:
                 raise TrustError("csca_self_signature_invalid", exc.reason) from exc
+        else:
+            issuers = self._candidates(cert.authority_key_identifier, cert.issuer)
+            if not issuers:
+                raise TrustError("link_certificate_issuer_unknown", cert.issuer.human_friendly)
+            if not any(_signed_by(cert, issuer) for issuer in issuers):
+                raise TrustError("link_certificate_signature_invalid", cert.subject.human_friendly)
         added = self._remember(cert, source)
         if added:
             self._save_index()
@@ -346,21 +365,32 @@ class TrustStore:
                 raise TrustError("masterlist_version", str(master_list["version"].native))
             if len(signed_data["signer_infos"]) != 1:
                 raise TrustError("masterlist_signer_count")
-        except ValueError as exc:
-            raise TrustError("masterlist_malformed", str(exc)) from exc
-        signer_cert = find_signer_certificate(signed_data)
-        if signer_cert is None:
-            raise TrustError("masterlist_signer_certificate_missing")
-        try:
-            check = verify_signer_info(signed_data["signer_infos"][0], econtent, MASTER_LIST_OID,
+            signer = signed_data["signer_infos"][0]
+            expected = "v1" if signer["sid"].name == "issuer_and_serial_number" else "v3"
+            if signed_data["version"].native != "v3" or signer["version"].native != expected:
+                raise TrustError("masterlist_version", "SignedData must be v3 and SignerInfo match its sid")
+            announced = [signatures.hash_name(a) for a in signed_data["digest_algorithms"]]
+            if signatures.hash_name(signer["digest_algorithm"]) not in announced:
+                raise TrustError("masterlist_digest_algorithms_mismatch")
+            signer_cert = find_signer_certificate(signed_data)
+            if signer_cert is None:
+                raise TrustError("masterlist_signer_certificate_missing")
+            signer_cert.native
+            check = verify_signer_info(signer, econtent, MASTER_LIST_OID,
                                        signatures.load_public_key(signer_cert.public_key))
         except SignatureError as exc:
             raise TrustError("masterlist_signer_key_invalid", exc.reason) from exc
+        except DECODE_ERRORS as exc:
+            raise TrustError("masterlist_malformed", str(exc)) from exc
         if not (check.signature_valid and check.message_digest_valid is not False):
             raise TrustError("masterlist_signature_invalid", ",".join(check.reasons))
         problems = certificate_problems(signer_cert, at, "ml_signer")
         if problems:
             raise TrustError(problems[0], signer_cert.subject.human_friendly)
+        usage = signer_cert.extended_key_usage_value
+        if usage is None or ML_SIGNER_EKU_OID not in {u.dotted for u in usage}:
+            # 9303-12 §7.1.1: the Master List Signer carries id-icao-cscaMasterListSigningKey
+            raise TrustError("ml_signer_extended_key_usage", signer_cert.subject.human_friendly)
         if not self.issuer_of(signer_cert, at).chain_valid:
             raise TrustError("masterlist_signer_untrusted", signer_cert.issuer.human_friendly)
         imported, skipped, reasons = 0, 0, []
@@ -370,7 +400,7 @@ class TrustStore:
                 cert.subject.native
                 if is_self_signed(cert):
                     verify_issued_by(cert, cert)
-            except (ValueError, SignatureError) as exc:
+            except (*DECODE_ERRORS, SignatureError) as exc:
                 skipped += 1
                 reasons.append(getattr(exc, "reason", "certificate_malformed"))
                 continue
@@ -378,14 +408,14 @@ class TrustStore:
         self._save_index()
         return ImportReport(imported, skipped, tuple(sorted(set(reasons))))
 
-    def import_crl(self, data: bytes, *, at: dt.datetime | None = None) -> bool:
+    def import_crl(self, data: bytes) -> bool:
         """Import a CRL whose signature verifies with a trusted CSCA; returns False if already known."""
         if pem.detect(data):
             _, _, data = pem.unarmor(data)
         try:
             cert_list = crl.CertificateList.load(data, strict=True)
             cert_list.native
-        except ValueError as exc:
+        except DECODE_ERRORS as exc:
             raise TrustError("crl_malformed", str(exc)) from exc
         tbs = cert_list["tbs_cert_list"]
         if tbs["signature"].dump() != cert_list["signature_algorithm"].dump():
@@ -397,6 +427,9 @@ class TrustStore:
         if not candidates:
             raise TrustError("crl_issuer_unknown", cert_list.issuer.human_friendly)
         for issuer in candidates:
+            usage = issuer.key_usage_value.native if issuer.key_usage_value else set()
+            if "crl_sign" not in usage:
+                continue  # this CSCA key may not sign CRLs (RFC 5280 §4.2.1.3)
             try:
                 signatures.verify(signatures.load_public_key(issuer.public_key), cert_list["signature_algorithm"],
                                   cert_list["signature"].native, tbs.dump())

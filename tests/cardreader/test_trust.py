@@ -217,3 +217,52 @@ def test_damaged_store_is_refused_not_half_loaded(tmp_path, uto):
     with pytest.raises(TrustError) as err:
         TrustStore(tmp_path)
     assert err.value.reason == "trust_store_corrupt"
+
+
+def test_link_certificate_needs_its_trusted_issuer(uto):
+    new, link = uto.rollover()
+    with pytest.raises(TrustError) as err:
+        TrustStore(None).add_csca(link)
+    assert err.value.reason == "link_certificate_issuer_unknown"
+    store = TrustStore(None)
+    store.add_csca(uto.csca_cert)
+    assert store.add_csca(link) is True
+    assert passive_authentication(sign_sod(DGS, new), DGS, store, at=AT).verdict == "valid"
+    other = TestPKI.create("UTO", "ecdsa-p256", now=NOW)
+    _, foreign_link = other.rollover()
+    with pytest.raises(TrustError) as err:
+        store.add_csca(foreign_link)
+    assert err.value.reason == "link_certificate_issuer_unknown"
+    # the same foreign link claiming (by AKI) to come from the trusted CSCA
+    forged = foreign_link.replace(other.csca_key.key_identifier, uto.csca_key.key_identifier)
+    with pytest.raises(TrustError) as err:
+        store.add_csca(forged)
+    assert err.value.reason == "link_certificate_signature_invalid"
+
+
+def test_masterlist_signer_needs_the_icao_extended_key_usage(uto, vnm):
+    from cardreader.sim.test_pki import SigningKey
+
+    key = SigningKey.generate("ecdsa-p256")
+    cert = uto.issue(cn="Not a Master List Signer", key=key, key_usage=("digital_signature",))
+    store = TrustStore(None)
+    store.add_csca(uto.csca_cert)
+    with pytest.raises(TrustError) as err:
+        store.import_masterlist(uto.masterlist([vnm.csca_cert], signer=(key, cert)), at=AT)
+    assert err.value.reason == "ml_signer_extended_key_usage"
+
+
+@pytest.mark.parametrize("what", ["masterlist", "crl", "csca"])
+def test_no_bit_flip_in_an_import_is_accepted_or_crashes(uto, vnm, what):
+    """Every 3rd byte, high bit flipped: each import is refused with a TrustError reason, never
+    accepted and never an unexpected exception (masterlists: also the unsigned CMS parts)."""
+    blob, op = {"masterlist": (uto.masterlist([uto.csca_cert, vnm.csca_cert]), "import_masterlist"),
+                "crl": (uto.crl(revoked=[uto.ds_cert]), "import_crl"),
+                "csca": (vnm.csca_cert, "add_csca")}[what]
+    for i in range(0, len(blob), 3):
+        tampered = bytearray(blob)
+        tampered[i] ^= 0x80
+        store = TrustStore(None)
+        store.add_csca(uto.csca_cert)
+        with pytest.raises(TrustError):
+            getattr(store, op)(bytes(tampered), **({"at": AT} if op == "import_masterlist" else {}))
