@@ -52,8 +52,7 @@ class ImageScorer:
         return s, ("match" if s >= self.v.threshold else "no_match"), ""
 
     def live(self, rel: str) -> tuple[float, str, str]:
-        """Single-image PAD: MiniFASNet p(live) on the upstream crops. Face crops that fill the
-        image (like pad-dev) are padded by edge replication so the 2.7x / 4x context exists."""
+        """Single-image PAD score (`PadModels`) on the upstream crops of the image as given."""
         try:
             img = self._read(rel)
         except ImageError as e:
@@ -61,7 +60,7 @@ class ImageScorer:
         a = self.v.analyze(img, embed=False, retry_padded=True)
         if not a.ok:
             return FTA_SCORE, "failure_to_acquire", a.reason or "no_face"
-        s = self.v.pad.score_single(img, a.face.box)
+        s = self.v.pad.score(img, a.face.box)
         return s, ("live" if s >= self.v.liveness_policy.model_threshold else "attack"), ""
 
 
@@ -187,15 +186,16 @@ def cmd_calibrate_pad(args) -> None:
     ok = [t for t in cands if pad_rates(live, att, t)[1] <= args.bpcer]
     thr = float(max(ok)) if ok else 0.5
     ap, bp = pad_rates(live, att, thr)
-    print(f"MiniFASNet single-image PAD, threshold {thr:.4f} (BPCER target {args.bpcer:g}):")
+    print(f"single-image PAD, threshold {thr:.4f} (BPCER target {args.bpcer:g}):")
     print("\n".join(pad_report(scores, labels, groups, thr)))
     write_calibration(args.calibration, "liveness", {
         "model_threshold": round(thr, 6), "bpcer_target": args.bpcer,
         "apcer": round(ap, 5), "bpcer": round(bp, 5),
         "dataset": {"labels": str(args.images), "sha256": sha256_file(args.images),
                     "bona_fide": int(labels.sum()), "attacks": int((~labels).sum())},
-        "method": ("mean softmax p(live) of MiniFASNetV2 (2.7x) and V1SE (4.0x), BGR 0..255; tight "
-                   "face crops padded by edge replication to give the models their context"),
+        "method": ("mean of MiniFASNet V2 (2.7x) + V1SE (4.0x) p(live) [BGR 0..255] and Faceplugin "
+                   "fr_liveness 1 - p(class 0) [RGB 0..255, squared box 2.7x]; crops of the image as "
+                   "given, no padding (pad-dev images are tight face crops)"),
         "note": "single-image operating point; the capture loop adds motion, blink and moire cues"})
     print(f"written to {args.calibration}")
 

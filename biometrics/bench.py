@@ -66,7 +66,7 @@ def cmd_bench_accuracy(args) -> None:
     labels = np.array([r["label"] == "live" for r in rows])
     scores, groups = pad_scores(v, root, rows)
     thr = v.liveness_policy.model_threshold
-    print(f"== PAD single image (MiniFASNet V2+V1SE, padded crops), threshold {thr:.4f}; "
+    print(f"== PAD single image (MiniFASNet V2+V1SE and Faceplugin, crops as given), threshold {thr:.4f}; "
           "only replay attacks in pad-dev")
     print("\n".join(pad_report(scores, labels, groups, thr)))
 
@@ -119,7 +119,7 @@ def cmd_bench_speed(args) -> None:
         for k, a, b in (("detect", t0, t1), ("align", t1, t2), ("quality", t2, t3), ("liveness", t3, t4),
                         ("embed", t4, t5), ("compare", t5, t6), ("frame", t0, t6)):
             stages[k].append(1000 * (b - a))
-    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 2x MiniFASNet), median ms per frame:")
+    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 3 PAD models), median ms per frame:")
     for k, ts in stages.items():
         print(f"  {k:<9} {statistics.median(ts):7.2f} ms   (p90 {np.percentile(ts, 90):7.2f})")
     ours = statistics.median(stages["frame"])

@@ -103,7 +103,7 @@ class YuNetDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in a BGR frame of any size, best score first, in frame coordinates."""
         canvas, scale = letterbox(image)
-        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+        blob = cv2.dnn.blobFromImage(canvas)  # NCHW float32, BGR kept, no scaling
         outs = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: blob})))
         boxes, scores, kps = decode(outs, self.score_threshold)
         keep = nms(boxes, scores, self.nms_threshold, self.top_k)

@@ -4,7 +4,8 @@
 and scored for liveness; kiosk guidance is emitted when a quality factor fails; the loop stops
 early once liveness is decided and the similarity is clearly on one side of the threshold, and
 times out with an explicit failure-to-acquire. A match needs all three: quality met, liveness
-'live', similarity >= threshold.
+'live', similarity >= threshold. Only a policy with liveness disabled (demos on still images)
+matches without 'live'; the result then says liveness 'undetermined', reason 'liveness_disabled'.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .align import Landmarks68, align, five_from_68
 from .camera import Camera, CameraError
 from .detect import Face, YuNetDetector, competing_faces, primary_face
 from .image import ImageError, decode_image
-from .liveness import MINIFAS, FrameCues, LivenessEvidence, LivenessPolicy, MiniFASNet, moire_score
+from .liveness import MINIFAS, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score
 from .models import DEFAULT_CALIBRATION, ModelRegistry
 from .quality import GUIDANCE, EyeState, Guidance, QualityReport, QualityThresholds, assess
 from .recognize import Recognizer, cosine
@@ -108,7 +109,8 @@ class FaceVerifier:
         self.landmarks = Landmarks68(registry.session("landmarks68")) if registry.has("landmarks68") else None
         self.use_landmarks68 = use_landmarks68 and self.landmarks is not None
         self.eyes = EyeState(registry.session("eye_state")) if registry.has("eye_state") else None
-        self.pad = MiniFASNet([(registry.session(role), scale) for role, scale in MINIFAS])
+        self.pad = PadModels([(registry.session(role), scale) for role, scale in MINIFAS],
+                             registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None)
 
     @classmethod
     def load(cls, models_dir: Path | str | None = None, manifest: Path | str | None = None,
@@ -259,7 +261,8 @@ class FaceVerifier:
                     best_score = s
                     best = (q.score + 10.0, img, q)  # the best matching good frame is kept as evidence
                 live = evidence.decide()
-                if live.verdict == "attack" or (live.verdict == "live" and (
+                settled = live.verdict == "live" or not self.liveness_policy.enabled
+                if live.verdict == "attack" or (settled and (
                         best_score >= thr + EARLY_MARGIN
                         or (len(ok_scores) >= 8 and best_score < thr - EARLY_MARGIN))):
                     timed_out = False
@@ -286,11 +289,12 @@ class FaceVerifier:
         elif not quality_ok:
             outcome = "failure_to_acquire"
             reasons = (["no_face"] if best is None else ["quality_not_met"]) + reasons
-        elif live.verdict != "live":
+        elif live.verdict != "live" and self.liveness_policy.enabled:
             outcome = "failure_to_acquire"
             reasons = ["liveness_undetermined"] + live.reasons + reasons
         elif best_score >= thr:
             outcome = "match"
+            reasons = live.reasons + reasons  # 'liveness_disabled' stays visible to the gate
         else:
             outcome = "no_match"
             reasons = ["below_threshold"] + reasons

@@ -42,6 +42,11 @@ GUIDANCE: dict[str, Guidance] = {g.code: g for g in [
 ]}
 
 
+# Shown to the traveller but not blocking: the eye model is unvalidated (MODELS.md §4) and flags
+# some open eyes behind glasses as closed, which would otherwise lock such travellers out.
+ADVISORY = frozenset({"open_eyes"})
+
+
 @dataclass
 class QualityThresholds:
     min_inter_eye: float = 40.0      # px in the frame; ISO 19794-5 asks 90 for enrolment, 40 is a usable probe
@@ -159,4 +164,4 @@ def assess(image: np.ndarray, face: Face, aligned: np.ndarray, n_faces_competing
              + min(sharp / 400.0, 1.0) * 0.5
              + min(face.inter_eye / 80.0, 1.0) * 0.5
              - len(fails))
-    return QualityReport(not fails, fails, m, float(score))
+    return QualityReport(not [f for f in fails if f not in ADVISORY], fails, m, float(score))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from biometrics.camera import ImageSequenceCamera
+from biometrics.liveness import LivenessPolicy
 from biometrics.models import ModelError
 from biometrics.pipeline import FaceVerifier, Guidance
 
@@ -68,16 +69,32 @@ def test_demo_chip_photo_matches_nasa_original_and_not_someone_else(verifier, de
     assert same >= verifier.threshold > other
 
 
-def test_verify_matches_a_live_looking_sequence(verifier, demo):
-    chip, live = demo
+def pad_dev_frames(shared_dir, person: str, label: str) -> list[np.ndarray]:
+    root = shared_dir / "data" / "pad-dev"
+    if not (root / "labels.csv").is_file():
+        pytest.skip("pad-dev data not found")
+    rows = [r for r in csv.DictReader((root / "labels.csv").open()) if f"/{person}/" in r["path"]]
+    return [cv2.imread(str(root / r["path"])) for r in rows if r["label"] == label]
+
+
+def test_recorded_live_frames_match_and_are_live(verifier, shared_dir):
+    live = pad_dev_frames(shared_dir, "BalveerSinghYT", "live")
     seen: list[Guidance] = []
-    res = verifier.verify(ImageSequenceCamera(moving(live)), verifier.reference(chip), window_s=5,
-                          clock=Ticks(0.05), on_guidance=seen.append)
+    res = verifier.verify(ImageSequenceCamera(live[1:], loop=False), verifier.reference(live[0]),
+                          window_s=5, clock=Ticks(0.05), on_guidance=seen.append)
     assert res.outcome == "match" and res.liveness == "live" and res.quality_ok
     assert res.score >= res.threshold and res.best_frame is not None
-    assert res.frames_seen < 20  # stopped early once confident
     assert {"detect", "align", "quality", "liveness", "embed", "compare"} <= set(res.timings)
-    assert "best_frame" not in repr(res)
+    assert "best_frame" not in repr(res) and "array" not in repr(res)
+
+
+def test_replayed_video_of_the_same_person_is_an_attack(verifier, shared_dir):
+    live = pad_dev_frames(shared_dir, "BalveerSinghYT", "live")
+    replay = pad_dev_frames(shared_dir, "BalveerSinghYT", "spoof")
+    res = verifier.verify(ImageSequenceCamera(replay, loop=False), verifier.reference(live[0]),
+                          window_s=5, clock=Ticks(0.05))
+    assert res.liveness == "attack" and res.outcome == "no_match"
+    assert "presentation_attack" in res.reasons
 
 
 def test_a_still_photo_held_to_the_camera_is_rejected(verifier, demo):
@@ -85,6 +102,15 @@ def test_a_still_photo_held_to_the_camera_is_rejected(verifier, demo):
     res = verifier.verify(ImageSequenceCamera([live]), verifier.reference(chip), window_s=5, clock=Ticks(0.05))
     assert res.liveness == "attack" and res.outcome == "no_match"
     assert "presentation_attack" in res.reasons
+
+
+def test_demo_with_liveness_disabled_matches_but_says_so(models_dir, demo):
+    chip, live = demo
+    v = FaceVerifier.load(models_dir, liveness_policy=LivenessPolicy(enabled=False))
+    res = v.verify(ImageSequenceCamera(moving(live)), v.reference(chip), window_s=5, clock=Ticks(0.05))
+    assert res.outcome == "match" and res.liveness == "undetermined"
+    assert "liveness_disabled" in res.reasons
+    assert res.frames_seen < 20  # stopped early once the score was clear
 
 
 def test_another_person_is_no_match(verifier, demo, shared_dir):
