@@ -150,22 +150,19 @@ class _Reader:
             return None
 
     def access_control(self, key: MRZKey | CAN, infos: ParsedSecurityInfos | None) -> None:
+        """PACE when the chip offers an option this reader supports, else BAC (9303-11 §4.2).
+
+        A PACE run that fails is not retried with BAC: that would let whoever
+        disturbs PACE choose the weaker protocol.
+        """
         options = [o for o in (infos.pace if infos else []) if pace.supported(o)]
         if options:
-            try:
-                self.channel = pace.perform_pace(self.plain, key, options[0],
-                                                 send_parameter_id=len(infos.pace) > 1, rng=self.rng)
-                self.result.access_control = pace.describe(options[0])
-                select_aid(self.channel)
-                return
-            except pace.PACEError as e:
-                if e.reason == "access_denied" or isinstance(key, CAN):
-                    raise
-                # 9303-11 §4.2: a chip offering PACE also accepts BAC; a PACE protocol failure
-                # (not a wrong password) may be retried with BAC after a reset.
-                log.warning("PACE failed (%s); retrying with BAC", e.reason)
-                self.transport.reset()
-        elif infos and infos.pace:
+            self.channel = pace.perform_pace(self.plain, key, options[0],
+                                             send_parameter_id=len(infos.pace) > 1, rng=self.rng)
+            self.result.access_control = pace.describe(options[0])
+            select_aid(self.channel)
+            return
+        if infos and infos.pace:
             log.info("no offered PACE option is supported here; using BAC")
         if isinstance(key, CAN):
             raise AccessControlError("the chip offers no PACE, and a CAN cannot do BAC", "access_denied")

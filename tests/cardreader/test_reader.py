@@ -207,3 +207,20 @@ def test_malformed_file_content_ends_the_read(name, corrupt, bac_document, demo_
     r = _read(doc, demo_key)
     assert not r.ok and r.error == "malformed_file"
     assert r.dg1 is None or name != "DG1"
+
+
+def test_failed_pace_is_not_downgraded_to_bac(demo_document, demo_key):
+    """A chip (or a relay) that spoils PACE's mapping step ends the read; BAC is not tried."""
+    chip = SimulatedChip(demo_document)
+    process, sent = chip.process, []
+
+    def spoil(apdu: bytes):
+        sent.append(apdu)
+        out = process(apdu)
+        if apdu[:2] == b"\x10\x86" and out[2:3] == b"\x82":  # the chip's mapping public key
+            out = out[:-3] + bytes((out[-3] ^ 1,)) + out[-2:]
+        return out
+    chip.process = spoil
+    r = read_document(SimulatedTransport(chip), demo_key)
+    assert not r.ok and r.error == "pace_failed"
+    assert not any(a[1] == 0x82 for a in sent)  # no EXTERNAL AUTHENTICATE (BAC)
