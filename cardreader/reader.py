@@ -155,9 +155,10 @@ class _Reader:
         A PACE run that fails is not retried with BAC: that would let whoever
         disturbs PACE choose the weaker protocol.
         """
-        options = [o for o in (infos.pace if infos else []) if pace.supported(o)]
+        domain_parameters = tuple(infos.pace_domain_parameters) if infos else ()
+        options = [o for o in (infos.pace if infos else []) if pace.supported(o, domain_parameters)]
         if options:
-            self.channel = pace.perform_pace(self.plain, key, options[0],
+            self.channel = pace.perform_pace(self.plain, key, options[0], domain_parameters=domain_parameters,
                                              send_parameter_id=len(infos.pace) > 1, rng=self.rng)
             self.result.access_control = pace.describe(options[0])
             select_aid(self.channel)

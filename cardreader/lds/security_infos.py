@@ -26,6 +26,7 @@ def _protocol_names() -> dict[str, str]:
         for c, suffix in _CIPHERS.items():
             names[f"{BSI}.2.2.3.{n}.{c}"] = f"id-CA-{ka}-{suffix}"
     for n, kind in ((1, "DH-GM"), (2, "ECDH-GM"), (3, "DH-IM"), (4, "ECDH-IM"), (6, "ECDH-CAM")):
+        names[f"{BSI}.2.2.4.{n}"] = f"id-PACE-{kind}"  # as PACEDomainParameterInfo.protocol
         for c, suffix in _CIPHERS.items():
             names[f"{BSI}.2.2.4.{n}.{c}"] = f"id-PACE-{kind}-{suffix}"
     for c, h in enumerate(("SHA1", "SHA224", "SHA256", "SHA384", "SHA512"), start=1):
@@ -219,6 +220,19 @@ def pace_info(protocol: str = "id-PACE-ECDH-GM-AES-CBC-CMAC-128", parameter_id: 
     if parameter_id is not None:
         info["parameter_id"] = parameter_id
     return SecurityInfo.load(PACEInfo(info).dump())
+
+
+def pace_domain_parameter_info(protocol: str, algorithm: str, parameters_der: bytes,
+                               parameter_id: int) -> SecurityInfo:
+    """Explicit PACE domain parameters for a proprietary parameter ID (32-255).
+
+    `protocol`: 'id-PACE-ECDH-GM' etc.; `algorithm`: dotted OID (id-ecPublicKey
+    with SpecifiedECDomain, or dhpublicnumber with X9.42 DomainParameters).
+    """
+    return SecurityInfo.load(PACEDomainParameterInfo({
+        "protocol": _oid_of(protocol),
+        "domain_parameter": {"algorithm": algorithm, "parameters": Any.load(parameters_der)},
+        "parameter_id": parameter_id}).dump())
 
 
 def chip_authentication_info(protocol: str = "id-CA-ECDH-AES-CBC-CMAC-128", key_id: int | None = None) -> SecurityInfo:

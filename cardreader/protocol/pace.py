@@ -14,10 +14,13 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from asn1crypto import keys
+from asn1crypto.core import Integer
 from ecdsa import curves, ellipticcurve
 
 from cardreader.apdu import AuthenticationFailed, CardError, CommandAPDU, PlainChannel, check
-from cardreader.lds.security_infos import PaceOption, SecurityProtocol, parse_security_infos
+from cardreader.lds.security_infos import (PACEDomainParameterInfo, PaceOption, SecurityProtocol,
+                                           parse_security_infos)
 from cardreader.protocol.sm import (AccessControlError, SecureChannel, SecureMessagingError, SMSession,
                                     cbc_decrypt, cbc_encrypt, encode_do, kdf, mac, pad, parse_dos)
 
@@ -169,18 +172,78 @@ STANDARD_GROUPS: dict[int, Callable[[], ECGroup | DHGroup]] = {
 }
 
 
-def group_for(option: PaceOption) -> ECGroup | DHGroup:
-    if option.parameter_id not in STANDARD_GROUPS:
-        raise PACEError(f"domain parameters {option.parameter_id} not supported", "pace_unsupported")
-    group = STANDARD_GROUPS[option.parameter_id]()
+ID_EC_PUBLIC_KEY, ID_DH_PUBLIC_NUMBER = "1.2.840.10045.2.1", "1.2.840.10046.2.1"
+MIN_EC_ORDER_BITS, MIN_DH_BITS = 192, 1024
+
+
+def explicit_group(info: PACEDomainParameterInfo) -> ECGroup | DHGroup:
+    """Domain parameters given in EF.CardAccess (proprietary parameter IDs 32-255).
+
+    EF.CardAccess is not signed, so the parameters are checked before use: a
+    prime field, a base point on the curve of the stated order, and sizes no
+    smaller than the standardized ones.
+    """
+    algorithm = info["domain_parameter"]["algorithm"].dotted
+    raw = info["domain_parameter"]["parameters"]
+    try:
+        if algorithm == ID_EC_PUBLIC_KEY:
+            spec = keys.SpecifiedECDomain.load(raw.dump(), strict=True)
+            if spec["field_id"]["field_type"].native != "prime_field":
+                raise PACEError("only prime-field curves are supported", "pace_unsupported")
+            p = Integer.load(spec["field_id"]["parameters"].dump()).native
+            a, b = (int.from_bytes(spec["curve"][k].native, "big") for k in ("a", "b"))
+            n, h = spec["order"].native, spec["cofactor"].native or 1
+            if n.bit_length() < MIN_EC_ORDER_BITS or not 0 <= a < p or not 0 <= b < p:
+                raise PACEError("explicit curve is too small or malformed", "pace_unsupported")
+            fp = ellipticcurve.CurveFp(p, a, b, h)
+            size = (p.bit_length() + 7) // 8
+            base = spec["base"].native
+            if len(base) != 1 + 2 * size or base[0] != 4:
+                raise PACEError("explicit base point is not uncompressed", "pace_unsupported")
+            x, y = int.from_bytes(base[1:1 + size], "big"), int.from_bytes(base[1 + size:], "big")
+            if not fp.contains_point(x, y):
+                raise PACEError("explicit base point is not on the curve", "pace_unsupported")
+            g = ellipticcurve.PointJacobi(fp, x, y, 1, n)
+            if g * n != ellipticcurve.INFINITY:
+                raise PACEError("explicit base point does not have the stated order", "pace_unsupported")
+            return ECGroup(curves.Curve("explicit", fp, g, (0, 0)))
+        if algorithm == ID_DH_PUBLIC_NUMBER:
+            dp = keys.DomainParameters.load(raw.dump(), strict=True)
+            p, g, q = dp["p"].native, dp["g"].native, dp["q"].native
+            if p.bit_length() < MIN_DH_BITS or (p - 1) % q or not 1 < g < p - 1 or pow(g, q, p) != 1:
+                raise PACEError("explicit DH group is too small or malformed", "pace_unsupported")
+            return DHGroup(p, g, q)
+    except (ValueError, TypeError, KeyError):
+        raise PACEError("explicit domain parameters do not decode", "pace_unsupported") from None
+    raise PACEError(f"domain parameter algorithm {algorithm} not supported", "pace_unsupported")
+
+
+def group_for(option: PaceOption, domain_parameters: tuple[PACEDomainParameterInfo, ...] = ()) -> ECGroup | DHGroup:
+    """The group a PACEInfo names: standardized (IDs 0-31) or given by the PACEDomainParameterInfo
+    with the same parameter ID."""
+    if option.parameter_id is not None and option.parameter_id < 32:
+        if option.parameter_id not in STANDARD_GROUPS:
+            raise PACEError(f"domain parameters {option.parameter_id} not supported", "pace_unsupported")
+        group = STANDARD_GROUPS[option.parameter_id]()
+    else:
+        matches = [d for d in domain_parameters if d["parameter_id"].native == option.parameter_id]
+        if len(matches) != 1:
+            raise PACEError(f"no single PACEDomainParameterInfo for parameter ID {option.parameter_id}",
+                            "pace_unsupported")
+        group = explicit_group(matches[0])
     if group.kind != option.agreement:
-        raise PACEError("parameter id does not match the key agreement", "pace_unsupported")
+        raise PACEError("domain parameters do not match the key agreement", "pace_unsupported")
     return group
 
 
-def supported(option: PaceOption) -> bool:
-    return option.mapping == "GM" and option.parameter_id in STANDARD_GROUPS and \
-        STANDARD_GROUPS[option.parameter_id]().kind == option.agreement
+def supported(option: PaceOption, domain_parameters: tuple[PACEDomainParameterInfo, ...] = ()) -> bool:
+    if option.mapping != "GM":
+        return False
+    try:
+        group_for(option, domain_parameters)
+    except PACEError:
+        return False
+    return True
 
 
 def _oid_der(dotted: str) -> bytes:
@@ -226,18 +289,18 @@ def describe(option: PaceOption) -> str:
 
 
 def perform_pace(channel: PlainChannel, password: MRZPassword | CAN, option: PaceOption, *,
-                 send_parameter_id: bool = False, rng: Callable[[int], bytes] = os.urandom,
-                 _keys: tuple[int, int] | None = None) -> SecureChannel:
+                 domain_parameters: tuple[PACEDomainParameterInfo, ...] = (), send_parameter_id: bool = False,
+                 rng: Callable[[int], bytes] = os.urandom, _keys: tuple[int, int] | None = None) -> SecureChannel:
     """Run PACE-GM; return the secure channel (SSC 0) or raise `PACEError`.
 
-    `send_parameter_id`: include DO'84' in MSE:Set AT, required when
-    EF.CardAccess lists several PACEInfos. `_keys` fixes the two ephemeral
-    private keys (for the published worked examples only).
+    `domain_parameters`: EF.CardAccess's PACEDomainParameterInfos, for
+    proprietary parameter IDs. `send_parameter_id`: include DO'84' in
+    MSE:Set AT, required when EF.CardAccess lists several PACEInfos. `_keys`
+    fixes the two ephemeral private keys (for the published worked examples only).
     """
-    if not supported(option):
-        raise PACEError(f"{option.name} with parameters {option.parameter_id} is not supported",
-                        "pace_unsupported")
-    group = group_for(option)
+    if option.mapping != "GM":
+        raise PACEError(f"{option.name} is not supported", "pace_unsupported")
+    group = group_for(option, domain_parameters)
     cipher = option.cipher
     k, ref = password_key(password)
     k_pi = kdf(k, 3, cipher)
@@ -282,8 +345,9 @@ def perform_pace(channel: PlainChannel, password: MRZPassword | CAN, option: Pac
 class ChipPACE:
     """The chip's half of PACE-GM, one GENERAL AUTHENTICATE step at a time."""
 
-    def __init__(self, option: PaceOption, k: bytes, rng: Callable[[int], bytes]) -> None:
-        self.option, self.group, self.rng = option, group_for(option), rng
+    def __init__(self, option: PaceOption, k: bytes, rng: Callable[[int], bytes],
+                 domain_parameters: tuple[PACEDomainParameterInfo, ...] = ()) -> None:
+        self.option, self.group, self.rng = option, group_for(option, domain_parameters), rng
         self.cipher = option.cipher
         self.k_pi = kdf(k, 3, self.cipher)
         self.state = 0
@@ -297,11 +361,14 @@ class ChipPACE:
             raise PACEError("malformed MSE:Set AT") from None
         if 0x80 not in dos or 0x83 not in dos:
             raise PACEError("MSE:Set AT without protocol or password reference")
-        offered = [o for o in parse_security_infos(card_access).pace
+        infos = parse_security_infos(card_access)
+        domain_parameters = tuple(infos.pace_domain_parameters)
+        offered = [o for o in infos.pace
                    if o.protocol == SecurityProtocol.load(b"\x06" + dos[0x80][1][1:]).dotted]
         if 0x84 in dos:
-            offered = [o for o in offered if o.parameter_id == dos[0x84][0][0]]
-        if not offered or not supported(offered[0]):
+            offered = [o for o in offered if o.parameter_id is not None and
+                       dos[0x84][0] == o.parameter_id.to_bytes(1, "big")]
+        if not offered or not supported(offered[0], domain_parameters):
             raise PACEError("protocol not offered")
         ref = dos[0x83][0]
         if ref == b"\x01":
@@ -310,7 +377,7 @@ class ChipPACE:
             k = password_key(CAN(can))[0]
         else:
             raise PACEError("password not supported")
-        return cls(offered[0], k, rng)
+        return cls(offered[0], k, rng, domain_parameters)
 
     def step(self, cmd: CommandAPDU) -> tuple[bytes, SMSession | None]:
         chained = bool(cmd.cla & 0x10)

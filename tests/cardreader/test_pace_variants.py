@@ -64,3 +64,55 @@ def test_unsupported_pace_falls_back_to_bac(demo_document, demo_key):
     doc = _with_card_access(demo_document, ("id-PACE-ECDH-IM-AES-CBC-CMAC-128", 13))
     r = read_document(SimulatedTransport(SimulatedChip(doc)), demo_key)
     assert r.ok and r.access_control == "BAC"
+
+
+def _explicit_ec(curve) -> bytes:
+    from asn1crypto import keys
+    from asn1crypto.core import Integer
+    fp, g, size = curve.curve, curve.generator, curve.baselen
+    return keys.SpecifiedECDomain({
+        "version": "ecdpVer1",
+        "field_id": {"field_type": "prime_field", "parameters": Integer(fp.p())},
+        "curve": {"a": fp.a().to_bytes(size, "big"), "b": fp.b().to_bytes(size, "big")},
+        "base": b"\x04" + g.x().to_bytes(size, "big") + g.y().to_bytes(size, "big"),
+        "order": curve.order, "cofactor": 1}).dump()
+
+
+def _explicit_dh() -> bytes:
+    from asn1crypto import keys
+
+    from cardreader.protocol.pace import STANDARD_GROUPS
+    group = STANDARD_GROUPS[0]()
+    return keys.DomainParameters({"p": group.p, "g": group.g, "q": group.order}).dump()
+
+
+def _with_explicit(document, protocol, kind, algorithm, parameters_der, parameter_id=32) -> Doc:
+    from cardreader.lds.security_infos import pace_domain_parameter_info
+    files = dict(document.files)
+    files["EF.CardAccess"] = encode_security_infos([
+        pace_info(protocol, parameter_id),
+        pace_domain_parameter_info(kind, algorithm, parameters_der, parameter_id)])
+    return Doc(files, document.persona, document.aa_private_key, document.ca_private_key)
+
+
+@pytest.mark.parametrize("case", ["ec", "dh"])
+def test_explicit_domain_parameters(case, demo_document, demo_key):
+    from ecdsa import curves
+    if case == "ec":
+        doc = _with_explicit(demo_document, "id-PACE-ECDH-GM-AES-CBC-CMAC-128", "id-PACE-ECDH-GM",
+                             "1.2.840.10045.2.1", _explicit_ec(curves.BRAINPOOLP256r1))
+    else:
+        doc = _with_explicit(demo_document, "id-PACE-DH-GM-AES-CBC-CMAC-128", "id-PACE-DH-GM",
+                             "1.2.840.10046.2.1", _explicit_dh(), parameter_id=40)
+    r = read_document(SimulatedTransport(SimulatedChip(doc)), demo_key)
+    assert r.ok, r.error
+    assert r.access_control == ("PACE-ECDH-GM-AES-128" if case == "ec" else "PACE-DH-GM-AES-128")
+
+
+def test_weak_explicit_curve_is_refused(demo_document, demo_key):
+    """EF.CardAccess is unsigned: a 160-bit curve offered there is not used (BAC instead)."""
+    from ecdsa import curves
+    doc = _with_explicit(demo_document, "id-PACE-ECDH-GM-AES-CBC-CMAC-128", "id-PACE-ECDH-GM",
+                         "1.2.840.10045.2.1", _explicit_ec(curves.BRAINPOOLP160r1))
+    r = read_document(SimulatedTransport(SimulatedChip(doc)), demo_key)
+    assert r.ok and r.access_control == "BAC"
