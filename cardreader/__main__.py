@@ -105,7 +105,7 @@ def _sim_card(args) -> int:
     print(f"simulated {persona.document_type} card for persona {args.persona!r} on vpcd port {args.port} "
           f"({'PACE+BAC' if not args.no_pace else 'BAC'}); Ctrl-C to remove it", file=sys.stderr)
     try:
-        card._serve()
+        card.serve()
     except KeyboardInterrupt:
         pass
     finally:

@@ -296,14 +296,6 @@ class SecureChannel:
         self.plain = plain
         self.session = session
 
-    @property
-    def stats(self):
-        return self.plain.stats
-
-    @property
-    def extended(self) -> bool:
-        return self.plain.extended
-
     def send(self, cmd: CommandAPDU) -> ResponseAPDU:
         protected = self.session.protect(cmd, self.plain.extended)
         return self.session.unprotect(self.plain.send(protected))

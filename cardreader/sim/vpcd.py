@@ -39,7 +39,7 @@ CONTROL_POWER_OFF, CONTROL_POWER_ON, CONTROL_RESET, CONTROL_ATR = 0, 1, 2, 4
 
 
 class VirtualCard:
-    """Serve one chip on one vpcd slot until `stop()`; the chip can be swapped (`insert`/`remove`).
+    """Serve one chip on one vpcd slot until `stop()` (or `remove()`).
 
     Removing the card closes the socket: pcscd then reports the card absent,
     as when a traveller lifts the document off a real reader.
@@ -72,7 +72,7 @@ class VirtualCard:
     def start(self, timeout: float = 5.0) -> "VirtualCard":
         self._stop.clear()
         self.connect(timeout)
-        self._thread = threading.Thread(target=self._serve, name=f"vpcd-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self.serve, name=f"vpcd-{self.port}", daemon=True)
         self._thread.start()
         return self
 
@@ -83,17 +83,8 @@ class VirtualCard:
             self._thread = None
         self._close()
 
-    def insert(self, chip, timeout: float = 5.0) -> None:
-        self.stop()
-        self.chip = chip
-        self.start(timeout)
-
     def remove(self) -> None:
         self.stop()
-
-    def serve_forever(self) -> None:
-        self.connect()
-        self._serve()
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -123,7 +114,8 @@ class VirtualCard:
         assert self._sock is not None
         self._sock.sendall(len(payload).to_bytes(2, "big") + payload)
 
-    def _serve(self) -> None:
+    def serve(self) -> None:
+        """Answer vpcd until stopped, the link closes or the card is pulled (blocking)."""
         try:
             while not self._stop.is_set():
                 head = self._recv_exact(2)
