@@ -23,7 +23,7 @@ from cardreader.pki import signatures
 from cardreader.pki.countries import same_country
 from cardreader.pki.signatures import SignatureError
 from cardreader.pki.trust import (
-    TrustStore, certificate_problems, country_of, find_signer_certificate, utcnow, verify_signer_info)
+    TrustError, TrustStore, certificate_problems, country_of, find_signer_certificate, utcnow, verify_signer_info)
 
 # Checks whose False makes the verdict invalid (dsc_revoked is inverted: True is the failure).
 _MUST_PASS = ("sod_parsed", "dsc_present", "message_digest_valid", "sod_signature_valid", "dsc_valid",
@@ -81,9 +81,15 @@ def passive_authentication(sod: bytes, dgs: dict[int, bytes], trust_store: Trust
         ("sod_parsed", "dsc_present", "message_digest_valid", "sod_signature_valid", "dsc_valid", "csca_found",
          "dsc_chain_valid", "dsc_revoked", "crl_current", "country_consistent", "com_consistent"))
     result = PAResult("invalid", checks)
+    trust_store = trust_store if trust_store is not None else TrustStore(None)
     try:
-        return _run(result, sod, dgs, trust_store if trust_store is not None else TrustStore(None),
-                    at or utcnow(), com, dg1_issuing_state, policy)
+        trust_store.refresh()
+    except TrustError as exc:
+        result.reasons.append(exc.reason)  # the anchors are unknown: nothing can be trusted
+        result.verdict = "incomplete"
+        return result
+    try:
+        return _run(result, sod, dgs, trust_store, at or utcnow(), com, dg1_issuing_state, policy)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         # asn1crypto parses lazily: a hostile encoding deep inside the DS certificate can surface
         # here. It is a broken document, never a crash and never 'valid'.

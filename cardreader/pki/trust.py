@@ -258,29 +258,56 @@ class TrustStore:
     _certs: dict[str, _Entry] = field(default_factory=dict, repr=False)
     _crls: dict[str, _CRL] = field(default_factory=dict, repr=False)
 
+    _loaded_mtime: tuple[int, int] | None = field(default=None, repr=False)
+
     def __post_init__(self):
-        if self.path is None:
-            return
-        self.path = Path(self.path)
-        index = self.path / "index.json"
-        if not index.is_file():
-            return
+        if self.path is not None:
+            self.path = Path(self.path)
+            self._load()
+
+    def _index_mtime(self) -> tuple[int, int] | None:
+        """Identity of the index file: atomic replacement gives every write a new inode."""
         try:
-            data = json.loads(index.read_text())
-            for row in data["certificates"]:
-                der = (self.path / "certs" / f"{row['sha256']}.der").read_bytes()
-                if hashlib.sha256(der).hexdigest() != row["sha256"]:
-                    raise ValueError(f"certs/{row['sha256']}.der does not match its name")
-                self._remember(load_certificate(der), row.get("source", "file"), persist=False)
-            for row in data["crls"]:
-                der = (self.path / "crls" / f"{row['sha256']}.der").read_bytes()
-                if hashlib.sha256(der).hexdigest() != row["sha256"]:
-                    raise ValueError(f"crls/{row['sha256']}.der does not match its name")
-                self._crls[row["sha256"]] = _CRL(row["sha256"], crl.CertificateList.load(der),
-                                                  bytes.fromhex(row["issuer_key_id"]))
-        except (OSError, ValueError, KeyError, TypeError, TrustError) as exc:
-            # A damaged store must not silently trust less (or more): refuse to use it.
-            raise TrustError("trust_store_corrupt", f"{self.path}: {exc}") from exc
+            st = (self.path / "index.json").stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _load(self) -> None:
+        mtime = self._index_mtime()
+        certs: dict[str, _Entry] = {}
+        crls: dict[str, _CRL] = {}
+        if mtime is not None:
+            try:
+                data = json.loads((self.path / "index.json").read_text())
+                for row in data["certificates"]:
+                    cert = load_certificate(self._read_checked("certs", row["sha256"]))
+                    certs[row["sha256"]] = _Entry(row["sha256"], cert, row.get("source", "file"))
+                for row in data["crls"]:
+                    der = self._read_checked("crls", row["sha256"])
+                    crls[row["sha256"]] = _CRL(row["sha256"], crl.CertificateList.load(der),
+                                               bytes.fromhex(row["issuer_key_id"]))
+            except (OSError, ValueError, KeyError, TypeError, TrustError) as exc:
+                # A damaged store must not silently trust less (or more): refuse to use it.
+                raise TrustError("trust_store_corrupt", f"{self.path}: {exc}") from exc
+        self._certs, self._crls, self._loaded_mtime = certs, crls, mtime
+
+    def _read_checked(self, sub: str, sha: str) -> bytes:
+        der = (self.path / sub / f"{sha}.der").read_bytes()
+        if hashlib.sha256(der).hexdigest() != sha:
+            raise ValueError(f"{sub}/{sha}.der does not match its name")
+        return der
+
+    def refresh(self) -> bool:
+        """Reload when another process (the `trust` CLI) changed the directory; True if reloaded.
+
+        A long-running gate calls this before each verification, so an
+        imported CRL or master list takes effect without a restart.
+        """
+        if self.path is None or self._index_mtime() == self._loaded_mtime:
+            return False
+        self._load()
+        return True
 
     def detached(self) -> TrustStore:
         """An in-memory copy: later imports do not touch the directory."""
@@ -308,15 +335,15 @@ class TrustStore:
                  "revoked": len(c.revoked)} for c in self._crls.values()]
         _atomic_write(self.path / "index.json",
                       json.dumps({"certificates": rows, "crls": crls}, indent=1).encode())
+        self._loaded_mtime = self._index_mtime()
 
-    def _remember(self, cert: x509.Certificate, source: str, *, persist: bool = True) -> bool:
+    def _remember(self, cert: x509.Certificate, source: str) -> bool:
         der = cert.dump()
         sha = hashlib.sha256(der).hexdigest()
         if sha in self._certs:
             return False
         self._certs[sha] = _Entry(sha, cert, source)
-        if persist:
-            self._write("certs", sha, der)
+        self._write("certs", sha, der)
         return True
 
     # -- imports -----------------------------------------------------------------------------
@@ -328,6 +355,7 @@ class TrustStore:
         certificate must be signed by a CSCA already trusted (import the old
         CSCA first), so a damaged or forged certificate cannot slip in as a "link".
         """
+        self.refresh()
         cert = load_certificate(cert_der)
         if not (cert.basic_constraints_value and cert.basic_constraints_value["ca"].native):
             raise TrustError("not_a_ca_certificate", cert.subject.human_friendly)
@@ -350,6 +378,7 @@ class TrustStore:
     def import_masterlist(self, data: bytes, *, at: dt.datetime | None = None) -> ImportReport:
         """Import a CSCA Master List after verifying its CMS signature and its signer's chain."""
         at = at or utcnow()
+        self.refresh()
         try:
             content_info = cms.ContentInfo.load(data, strict=True)
             signed_data = content_info["content"]
@@ -410,6 +439,7 @@ class TrustStore:
 
     def import_crl(self, data: bytes) -> bool:
         """Import a CRL whose signature verifies with a trusted CSCA; returns False if already known."""
+        self.refresh()
         if pem.detect(data):
             _, _, data = pem.unarmor(data)
         try:

@@ -266,3 +266,18 @@ def test_no_bit_flip_in_an_import_is_accepted_or_crashes(uto, vnm, what):
         store.add_csca(uto.csca_cert)
         with pytest.raises(TrustError):
             getattr(store, op)(bytes(tampered), **({"at": AT} if op == "import_masterlist" else {}))
+
+
+def test_a_running_store_sees_imports_made_by_another_process(tmp_path, uto):
+    """The gate keeps one TrustStore; the operator's `trust import-crl` must take effect without a restart."""
+    gate_view = TrustStore(tmp_path)
+    sod = sign_sod(DGS, uto)
+    assert passive_authentication(sod, DGS, gate_view, at=AT).reasons == ["csca_not_found"]
+    cli_view = TrustStore(tmp_path)
+    cli_view.add_csca(uto.csca_cert)
+    assert passive_authentication(sod, DGS, gate_view, at=AT).verdict == "valid"
+    TrustStore(tmp_path).import_crl(uto.crl(revoked=[uto.ds_cert]))
+    assert passive_authentication(sod, DGS, gate_view, at=AT).reasons == ["dsc_revoked"]
+    (tmp_path / "index.json").write_text("[]")
+    damaged = passive_authentication(sod, DGS, gate_view, at=AT)
+    assert damaged.verdict == "incomplete" and damaged.reasons == ["trust_store_corrupt"]
