@@ -186,8 +186,10 @@ def load_public_key(spki: keys.PublicKeyInfo) -> PublicKey:
         algo = spki["algorithm"]["algorithm"].native
         if algo in ("rsa", "rsassa_pss"):
             rsa_key = spki["public_key"].parsed
-            key = rsa.RSAPublicNumbers(rsa_key["public_exponent"].native, rsa_key["modulus"].native).public_key()
-            return PublicKey("rsa", key)
+            n, e = rsa_key["modulus"].native, rsa_key["public_exponent"].native
+            if n.bit_length() < 1024 or e < 3 or e % 2 == 0:  # e = 1 would make every "signature" valid
+                raise SignatureError("public_key_weak", f"RSA modulus {n.bit_length()} bits, exponent {e}")
+            return PublicKey("rsa", rsa.RSAPublicNumbers(e, n).public_key())
         if algo == "ec":
             domain = ec_domain(spki["algorithm"]["parameters"])
             point_bytes = spki["public_key"].native

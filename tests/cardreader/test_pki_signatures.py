@@ -151,3 +151,13 @@ def test_icao_appendix_g_explicit_brainpool_parameters_are_recognised():
     off_curve[-1] ^= 1
     with pytest.raises(SignatureError):
         load_public_key(keys.PublicKeyInfo({"algorithm": algorithm, "public_key": bytes(off_curve)}))
+
+
+@pytest.mark.parametrize("bits,exponent", [(1024, 1), (1024, 65536), (768, 65537)])
+def test_weak_rsa_keys_are_refused(bits, exponent):
+    n = (1 << (bits - 1)) | 1  # only the sizes matter here: the key is refused before any arithmetic
+    spki = keys.PublicKeyInfo({"algorithm": {"algorithm": "rsa"},
+                               "public_key": keys.RSAPublicKey({"modulus": n, "public_exponent": exponent})})
+    with pytest.raises(SignatureError) as err:
+        load_public_key(spki)
+    assert err.value.reason == "public_key_weak"
