@@ -23,11 +23,11 @@ from cardreader.pki import signatures
 from cardreader.pki.countries import same_country
 from cardreader.pki.signatures import SignatureError
 from cardreader.pki.trust import (
-    TrustError, TrustStore, certificate_problems, country_of, find_signer_certificate, utcnow, verify_signer_info)
+    TrustError, TrustStore, certificate_problems, country_of, document_types, find_signer_certificate, utcnow, verify_signer_info)
 
 # Checks whose False makes the verdict invalid (dsc_revoked is inverted: True is the failure).
 _MUST_PASS = ("sod_parsed", "dsc_present", "message_digest_valid", "sod_signature_valid", "dsc_valid",
-              "dsc_chain_valid", "country_consistent", "com_consistent")
+              "dsc_chain_valid", "country_consistent", "document_type_allowed", "com_consistent")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def passive_authentication(sod: bytes, dgs: dict[int, bytes], trust_store: Trust
     """Check EF.SOD, the DS certificate and its CSCA chain, revocation and every data group read."""
     checks: dict[str, bool | None] = dict.fromkeys(
         ("sod_parsed", "dsc_present", "message_digest_valid", "sod_signature_valid", "dsc_valid", "csca_found",
-         "dsc_chain_valid", "dsc_revoked", "crl_current", "country_consistent", "com_consistent"))
+         "dsc_chain_valid", "dsc_revoked", "crl_current", "country_consistent", "document_type_allowed",
+         "com_consistent"))
     result = PAResult("invalid", checks)
     trust_store = trust_store if trust_store is not None else TrustStore(None)
     try:
@@ -155,7 +156,9 @@ def _run(result: PAResult, sod: bytes, dgs: dict[int, bytes], trust_store: Trust
         elif policy.require_crl:
             reasons.append("crl_missing")
 
-    _check_country(result, dsc, issuer.csca, dgs, dg1_issuing_state)
+    mrz = _dg1_mrz(dgs.get(1))
+    _check_country(result, dsc, issuer.csca, mrz, dg1_issuing_state)
+    _check_document_type(result, dsc, mrz)
     _check_com(result, com, parsed.dg_hashes)
     return _finish(result, policy)
 
@@ -181,14 +184,14 @@ def _check_data_groups(result: PAResult, listed: dict[int, bytes], dgs: dict[int
 
 
 def _check_country(result: PAResult, dsc: x509.Certificate, csca: x509.Certificate | None,
-                   dgs: dict[int, bytes], dg1_issuing_state: str | None) -> None:
+                   mrz, dg1_issuing_state: str | None) -> None:
     ds_country = country_of(dsc.subject)
     verdicts = []
     if csca is not None:
         verdicts.append(ds_country is not None and ds_country == country_of(csca.subject))
         if not verdicts[-1]:
             result.reasons.append("dsc_csca_country_mismatch")
-    state = dg1_issuing_state or _dg1_issuing_state(dgs.get(1))
+    state = dg1_issuing_state or (mrz.issuing_state if mrz is not None else None)
     if state is not None:
         verdicts.append(ds_country is not None and same_country(state, ds_country))
         if not verdicts[-1]:
@@ -196,14 +199,27 @@ def _check_country(result: PAResult, dsc: x509.Certificate, csca: x509.Certifica
     result.checks["country_consistent"] = all(verdicts) if verdicts else None
 
 
-def _dg1_issuing_state(dg1: bytes | None) -> str | None:
+def _check_document_type(result: PAResult, dsc: x509.Certificate, mrz) -> None:
+    """9303-12 §7.1.1.3: a DS may name the document types it signs (DocumentTypeList, optional)."""
+    allowed = document_types(dsc)
+    if allowed is None or mrz is None:
+        return
+    code = mrz.document_code.rstrip("<")
+    ok = any(code == t or code.startswith(t) for t in allowed)
+    result.checks["document_type_allowed"] = ok
+    if not ok:
+        result.reasons.append("dsc_document_type_not_allowed")
+
+
+def _dg1_mrz(dg1: bytes | None):
+    """The MRZ in DG1 when it parses (its hash is checked regardless), else None."""
     if dg1 is None:
         return None
     from cardreader.lds import LDSError
     from cardreader.lds.dg1 import DG1
 
     try:
-        return DG1.parse(dg1).mrz.issuing_state
+        return DG1.parse(dg1).mrz
     except LDSError:
         return None
 

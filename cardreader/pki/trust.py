@@ -27,6 +27,7 @@ from cardreader.pki import signatures
 from cardreader.pki.signatures import SignatureError
 
 MASTER_LIST_OID = "2.23.136.1.1.2"
+DOCUMENT_TYPE_LIST_OID = "2.23.136.1.1.6.2"
 ML_SIGNER_EKU_OID = "2.23.136.1.1.3"
 # Extensions a 9303-12 certificate may carry; any other *critical* one is a failure (RFC 5280 §4.2).
 KNOWN_EXTENSIONS = {
@@ -51,6 +52,27 @@ class CscaMasterList(core.Sequence):
 
 # What asn1crypto raises on hostile encodings it only meets when parsing lazily.
 DECODE_ERRORS = (ValueError, KeyError, TypeError, OverflowError)
+
+
+class DocumentTypes(core.SetOf):
+    _child_spec = core.PrintableString
+
+
+class DocumentTypeListSyntax(core.Sequence):
+    # DocumentTypeListSyntax ::= SEQUENCE {
+    _fields = [
+        ("version", core.Integer),  # version DocumentTypeListVersion,  -- v0(0)
+        ("doc_type_list", DocumentTypes),  # docTypeList SET OF DocumentType }
+    ]
+
+
+def document_types(cert: x509.Certificate) -> list[str] | None:
+    """The DS certificate's DocumentTypeList (9303-12), or None when it has none."""
+    for ext in cert["tbs_certificate"]["extensions"] or []:
+        if ext["extn_id"].dotted == DOCUMENT_TYPE_LIST_OID:
+            syntax = DocumentTypeListSyntax.load(ext["extn_value"].contents, strict=True)
+            return [t.native for t in syntax["doc_type_list"]]
+    return None
 
 
 class TrustError(Exception):

@@ -31,10 +31,9 @@ from cardreader.lds.sod import LDS_SECURITY_OBJECT_OID, build_lds_security_objec
 from cardreader.pki import iso9796_2
 from cardreader.pki.countries import certificate_country
 from cardreader.pki.signatures import HASHES
+from cardreader.pki.trust import (
+    DOCUMENT_TYPE_LIST_OID, MASTER_LIST_OID, ML_SIGNER_EKU_OID, CscaMasterList, DocumentTypeListSyntax)
 
-MASTER_LIST_OID = "2.23.136.1.1.2"
-ML_SIGNER_EKU_OID = "2.23.136.1.1.3"
-DOCUMENT_TYPE_LIST_OID = "2.23.136.1.1.6.2"
 
 ALGORITHMS = (
     "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ecdsa-brainpoolP256r1", "ecdsa-brainpoolP384r1",
@@ -173,10 +172,7 @@ def _key_usage(*bits: str) -> x509.KeyUsage:
 
 
 def _document_type_list(types: tuple[str, ...]) -> core.ParsableOctetString:
-    # DocumentTypeListSyntax ::= SEQUENCE { version DocumentTypeListVersion, docTypeList SET OF DocumentType }
-    seq = core.Sequence(contents=core.Integer(0).dump() + core.SetOf(
-        [core.PrintableString(t) for t in types], spec=core.PrintableString).dump())
-    return core.ParsableOctetString(seq.dump())
+    return core.ParsableOctetString(DocumentTypeListSyntax({"version": 0, "doc_type_list": list(types)}).dump())
 
 
 def _csca_certificate(name: x509.Name, key: SigningKey, signer: SigningKey, now: dt.datetime, digest: str) -> bytes:
@@ -249,13 +245,16 @@ class TestPKI:
 
     def new_ds(self, *, algorithm: str | None = None, not_before: dt.datetime | None = None,
                not_after: dt.datetime | None = None, extra_extensions: list[dict] = (),
-               country: str | None = None) -> TestPKI:
-        """A copy of this PKI with a fresh Document Signer under the same CSCA."""
+               country: str | None = None, document_types: tuple[str, ...] | None = ("P", "I")) -> TestPKI:
+        """A copy of this PKI with a fresh Document Signer under the same CSCA.
+
+        `document_types` fills the optional DocumentTypeList extension (None leaves it out).
+        """
         key = SigningKey.generate(algorithm or self.algorithm)
+        types = [_ext(DOCUMENT_TYPE_LIST_OID, _document_type_list(document_types))] if document_types else []
         cert = self.issue(cn=f"Document Signer {self.country}", key=key, key_usage=("digital_signature",),
                           not_before=not_before, not_after=not_after, country=country,
-                          extra_extensions=[
-                              _ext(DOCUMENT_TYPE_LIST_OID, _document_type_list(("P", "I"))), *extra_extensions])
+                          extra_extensions=[*types, *extra_extensions])
         return dataclasses.replace(self, ds_key=key, ds_cert=cert)
 
     @property
@@ -299,8 +298,6 @@ class TestPKI:
 
     def masterlist(self, cscas: list[bytes] | None = None, *, signer: tuple[SigningKey, bytes] | None = None) -> bytes:
         """A CSCA Master List (ICAO 9303-12 §9) signed by this country's Master List Signer (DER)."""
-        from cardreader.pki.trust import CscaMasterList
-
         key, cert = signer or self.ml_signer
         content = CscaMasterList({"version": 0, "cert_list": [x509.Certificate.load(c) for c in
                                                               (cscas if cscas is not None else [self.csca_cert])]})

@@ -402,3 +402,13 @@ def test_certificates_from_pycas_builder_verify(kind):
     store.add_csca(csca)
     result = pa(sign_sod(DGS, pki), store)
     assert result.verdict == "valid", result.reasons
+
+
+def test_ds_document_type_list_must_cover_the_document(pki, store):
+    passports_only = pki.new_ds(document_types=("P",))
+    result = pa(sign_sod(DGS, passports_only), store)  # DG1 is a TD1 identity card, code 'I'
+    assert result.verdict == "invalid" and result.reasons == ["dsc_document_type_not_allowed"]
+    assert result.checks["document_type_allowed"] is False
+    unrestricted = pa(sign_sod(DGS, pki.new_ds(document_types=None)), store)
+    assert unrestricted.verdict == "valid" and unrestricted.checks["document_type_allowed"] is None
+    assert pa(sign_sod(DGS, pki), store).checks["document_type_allowed"] is True
