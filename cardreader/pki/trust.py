@@ -14,6 +14,8 @@ ordinary tools and a crash never leaves half an index.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -81,6 +83,24 @@ class TrustError(Exception):
     def __init__(self, reason: str, detail: str = ""):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+
+
+def _exclusive(method):
+    """Run an import under an exclusive lock on the store directory, on a fresh view of it,
+    so two `trust import-*` processes cannot lose each other's index entries."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        if self.path is None:
+            return method(self, *args, **kwargs)
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self.refresh()
+                return method(self, *args, **kwargs)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    return locked
 
 
 def utcnow() -> dt.datetime:
@@ -370,6 +390,7 @@ class TrustStore:
 
     # -- imports -----------------------------------------------------------------------------
 
+    @_exclusive
     def add_csca(self, cert_der: bytes, *, source: str = "file") -> bool:
         """Trust one CSCA certificate (DER or PEM) given out of band. Returns False if already known.
 
@@ -377,7 +398,6 @@ class TrustStore:
         certificate must be signed by a CSCA already trusted (import the old
         CSCA first), so a damaged or forged certificate cannot slip in as a "link".
         """
-        self.refresh()
         cert = load_certificate(cert_der)
         if not (cert.basic_constraints_value and cert.basic_constraints_value["ca"].native):
             raise TrustError("not_a_ca_certificate", cert.subject.human_friendly)
@@ -397,10 +417,10 @@ class TrustStore:
             self._save_index()
         return added
 
+    @_exclusive
     def import_masterlist(self, data: bytes, *, at: dt.datetime | None = None) -> ImportReport:
         """Import a CSCA Master List after verifying its CMS signature and its signer's chain."""
         at = at or utcnow()
-        self.refresh()
         try:
             content_info = cms.ContentInfo.load(data, strict=True)
             signed_data = content_info["content"]
@@ -459,9 +479,9 @@ class TrustStore:
         self._save_index()
         return ImportReport(imported, skipped, tuple(sorted(set(reasons))))
 
+    @_exclusive
     def import_crl(self, data: bytes) -> bool:
         """Import a CRL whose signature verifies with a trusted CSCA; returns False if already known."""
-        self.refresh()
         if pem.detect(data):
             _, _, data = pem.unarmor(data)
         try:

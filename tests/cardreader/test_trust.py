@@ -281,3 +281,20 @@ def test_a_running_store_sees_imports_made_by_another_process(tmp_path, uto):
     (tmp_path / "index.json").write_text("[]")
     damaged = passive_authentication(sod, DGS, gate_view, at=AT)
     assert damaged.verdict == "incomplete" and damaged.reasons == ["trust_store_corrupt"]
+
+
+def test_concurrent_imports_into_one_directory_keep_every_entry(tmp_path):
+    """Several processes importing at once (operators, cron jobs) must not lose index entries."""
+    import concurrent.futures
+
+    pkis = [TestPKI.create("UTO", "ecdsa-p256", now=NOW) for _ in range(6)]
+    for i, pki in enumerate(pkis):
+        (tmp_path / f"{i}.der").write_bytes(pki.csca_cert)
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-c", "import sys; from cardreader.pki.cli import main; sys.exit(main(sys.argv[1:]))"]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        runs = list(pool.map(lambda i: subprocess.run(
+            cmd + ["trust", "--store", str(store), "import-csca", str(tmp_path / f"{i}.der")],
+            cwd=CHECKOUT, capture_output=True, text=True, timeout=120), range(6)))
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert len(TrustStore(store).list()) == 6
