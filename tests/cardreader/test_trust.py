@@ -209,7 +209,8 @@ def test_damaged_store_is_refused_not_half_loaded(tmp_path, uto):
     store = TrustStore(tmp_path)
     store.add_csca(uto.csca_cert)
     der = next((tmp_path / "certs").iterdir())
-    der.write_bytes(der.read_bytes()[:-1] + b"\x00")
+    data = der.read_bytes()
+    der.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(TrustError) as err:
         TrustStore(tmp_path)
     assert err.value.reason == "trust_store_corrupt"
