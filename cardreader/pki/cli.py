@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from cardreader.pki.pa import passive_authentication
-from cardreader.pki.trust import TrustError, TrustStore, utcnow
+from cardreader.pki.trust import TrustError, TrustStore, as_utc
 
 
 CERT_SUFFIXES = {".der", ".cer", ".crt", ".pem"}
@@ -100,13 +100,10 @@ def _read(path: Path) -> bytes:
 
 
 def _parse_at(value: str | None) -> dt.datetime:
-    if not value:
-        return utcnow()
     try:
-        at = dt.datetime.fromisoformat(value)
+        return as_utc(dt.datetime.fromisoformat(value) if value else None)
     except ValueError:
         raise UsageError(f"--at {value!r} is not a date (YYYY-MM-DD)") from None
-    return at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
 
 
 def _pem_or_der_certificates(data: bytes) -> list[bytes]:

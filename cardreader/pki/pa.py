@@ -23,7 +23,8 @@ from cardreader.pki import signatures
 from cardreader.pki.countries import same_country
 from cardreader.pki.signatures import SignatureError
 from cardreader.pki.trust import (
-    TrustError, TrustStore, certificate_problems, country_of, document_types, find_signer_certificate, utcnow, verify_signer_info)
+    TrustError, TrustStore, as_utc, certificate_problems, country_of, document_types, find_signer_certificate,
+    verify_signer_info)
 
 # Checks whose False makes the verdict invalid (dsc_revoked is inverted: True is the failure).
 _MUST_PASS = ("sod_parsed", "dsc_present", "message_digest_valid", "sod_signature_valid", "dsc_valid",
@@ -90,7 +91,7 @@ def passive_authentication(sod: bytes, dgs: dict[int, bytes], trust_store: Trust
         result.verdict = "incomplete"
         return result
     try:
-        return _run(result, sod, dgs, trust_store, at or utcnow(), com, dg1_issuing_state, policy)
+        return _run(result, sod, dgs, trust_store, as_utc(at), com, dg1_issuing_state, policy)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         # asn1crypto parses lazily: a hostile encoding deep inside the DS certificate can surface
         # here. It is a broken document, never a crash and never 'valid'.

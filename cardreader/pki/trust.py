@@ -107,6 +107,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def as_utc(at: dt.datetime | None) -> dt.datetime:
+    """The instant to judge validity at: now by default; a naive datetime is taken as UTC."""
+    if at is None:
+        return utcnow()
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.timezone.utc)
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate from DER or PEM; raise `TrustError` when it is not one."""
     if pem.detect(data):
@@ -420,7 +427,7 @@ class TrustStore:
     @_exclusive
     def import_masterlist(self, data: bytes, *, at: dt.datetime | None = None) -> ImportReport:
         """Import a CSCA Master List after verifying its CMS signature and its signer's chain."""
-        at = at or utcnow()
+        at = as_utc(at)
         try:
             content_info = cms.ContentInfo.load(data, strict=True)
             signed_data = content_info["content"]

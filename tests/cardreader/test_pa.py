@@ -412,3 +412,8 @@ def test_ds_document_type_list_must_cover_the_document(pki, store):
     unrestricted = pa(sign_sod(DGS, pki.new_ds(document_types=None)), store)
     assert unrestricted.verdict == "valid" and unrestricted.checks["document_type_allowed"] is None
     assert pa(sign_sod(DGS, pki), store).checks["document_type_allowed"] is True
+
+
+def test_naive_instant_is_taken_as_utc(pki, store):
+    naive = (NOW + dt.timedelta(days=1)).replace(tzinfo=None)
+    assert passive_authentication(sign_sod(DGS, pki), DGS, store, at=naive).verdict == "valid"
