@@ -18,6 +18,7 @@ from asn1crypto import algos, cms, core
 
 LDS_SECURITY_OBJECT_OID = "2.23.136.1.1.1"
 SOD_TAG = 0x77
+LDS_HASHES = ("sha1", "sha224", "sha256", "sha384", "sha512")  # 9303-12 §5.4
 
 
 class LDSSecurityObjectVersion(core.Integer):
@@ -175,6 +176,8 @@ def parse_sod(data: bytes) -> SOD:
         raise SODError("signer_info_count", f"{len(signed_data['signer_infos'])} SignerInfos, expected 1")
     econtent = encap["content"].contents
     lds = _strict_load(LDSSecurityObject, econtent, "lds_security_object")
+    if lds["hash_algorithm"]["algorithm"].native not in LDS_HASHES:
+        raise SODError("lds_hash_algorithm", str(lds["hash_algorithm"]["algorithm"].native))
     version = lds["version"].native
     if version not in ("v0", "v1"):
         raise SODError("lds_version", f"LDSSecurityObject version {version}")

@@ -165,12 +165,7 @@ def _run(result: PAResult, sod: bytes, dgs: dict[int, bytes], trust_store: Trust
 
 
 def _check_data_groups(result: PAResult, listed: dict[int, bytes], dgs: dict[int, bytes]) -> None:
-    try:
-        name = signatures.hash_name(result.hash_algorithm)
-    except SignatureError as exc:
-        result.reasons.append(exc.reason)
-        result.data_group_hashes = dict.fromkeys(dgs, False)
-        return
+    name = result.hash_algorithm  # parse_sod admits only the SHA family
     for number, data in sorted(dgs.items()):
         if number not in listed:
             result.data_group_hashes[number] = False

@@ -95,3 +95,12 @@ def test_signer_digest_algorithm_must_be_announced(pki):
     with pytest.raises(SODError) as err:
         parse_sod(wrap_sod(ci.dump(force=True)))
     assert err.value.reason == "digest_algorithms_mismatch"
+
+
+def test_lds_hash_algorithm_must_be_sha(pki):
+    econtent = LDSSecurityObject({"version": 0, "hash_algorithm": {"algorithm": "md5"},
+                                  "data_group_hash_values": [{"data_group_number": 1,
+                                                              "data_group_hash_value": b"\x00" * 16}]}).dump()
+    with pytest.raises(SODError) as err:
+        parse_sod(sign_sod(DGS, pki, econtent=econtent))
+    assert err.value.reason == "lds_hash_algorithm"
