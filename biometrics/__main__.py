@@ -143,7 +143,7 @@ def cmd_calibrate(args) -> None:
     thr = threshold_at_fmr(scores[~same], args.far)
     g, i = scores[same], scores[~same]
     det = args.det or args.calibration.with_name("det.png")
-    draw_det({r.name: (g, i) for r in reps[:1]}, det, f"DET {args.pairs}")
+    draw_det({args.pairs.parent.name or "pairs": (g, i)}, det, f"DET {args.pairs.parent.name}/{args.pairs.name}")
     reg = v.registry
     write_calibration(args.calibration, "face", {
         "threshold": round(thr, 6), "target_fmr": args.far,
@@ -175,22 +175,42 @@ def pad_report(scores: np.ndarray, labels: np.ndarray, groups: list[str], thr: f
     return lines
 
 
+def pad_threshold(live: np.ndarray, attack: np.ndarray, bpcer: float) -> float:
+    """The highest threshold (lowest APCER) whose BPCER stays within the target."""
+    scores = np.concatenate([live, attack])
+    ok = [t for t in np.unique(scores[np.isfinite(scores)]) if pad_rates(live, attack, t)[1] <= bpcer]
+    return float(max(ok)) if ok else 0.5
+
+
+def leave_one_group_out(scores: np.ndarray, labels: np.ndarray, groups: list[str], bpcer: float):
+    """Threshold chosen without each person, applied to that person: (APCER, BPCER) pooled."""
+    g = np.array(groups)
+    acc_att, acc_live = [], []
+    for person in sorted(set(groups)):
+        tr, te = g != person, g == person
+        t = pad_threshold(scores[tr & labels], scores[tr & ~labels], bpcer)
+        acc_att += list(scores[te & ~labels] >= t)
+        acc_live += list(scores[te & labels] < t)
+    return float(np.mean(acc_att)), float(np.mean(acc_live))
+
+
 def cmd_calibrate_pad(args) -> None:
     v = _verifier(args)
     rows = read_csv(args.images)
     labels = np.array([r["label"] == "live" for r in rows])
     scores, groups = pad_scores(v, args.root, rows)
     live, att = scores[labels], scores[~labels]
-    # operating point: the lowest APCER whose BPCER stays within the target
-    cands = np.unique(scores[np.isfinite(scores)])
-    ok = [t for t in cands if pad_rates(live, att, t)[1] <= args.bpcer]
-    thr = float(max(ok)) if ok else 0.5
+    thr = pad_threshold(live, att, args.bpcer)
     ap, bp = pad_rates(live, att, thr)
+    lo_ap, lo_bp = leave_one_group_out(scores, labels, groups, args.bpcer)
     print(f"single-image PAD, threshold {thr:.4f} (BPCER target {args.bpcer:g}):")
     print("\n".join(pad_report(scores, labels, groups, thr)))
+    print(f"  leave-one-person-out (threshold set without the person): APCER {100 * lo_ap:.2f}%  "
+          f"BPCER {100 * lo_bp:.2f}%")
     write_calibration(args.calibration, "liveness", {
         "model_threshold": round(thr, 6), "bpcer_target": args.bpcer,
         "apcer": round(ap, 5), "bpcer": round(bp, 5),
+        "leave_one_person_out": {"apcer": round(lo_ap, 5), "bpcer": round(lo_bp, 5)},
         "dataset": {"labels": str(args.images), "sha256": sha256_file(args.images),
                     "bona_fide": int(labels.sum()), "attacks": int((~labels).sum())},
         "method": ("mean of MiniFASNet V2 (2.7x) + V1SE (4.0x) p(live) [BGR 0..255] and Faceplugin "
