@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cardreader.pki.pa import passive_authentication
+from cardreader.pki.pa import PAPolicy, passive_authentication
 from cardreader.pki.trust import TrustError, TrustStore, as_utc
 
 
@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     verify.add_argument("--crl", action="append", default=[], type=Path)
     verify.add_argument("--store", type=Path, help="also trust this store (read-only)")
     verify.add_argument("--at", help="judge validity at this date (YYYY-MM-DD or ISO 8601), default now")
+    verify.add_argument("--stale-crl", choices=("accept", "incomplete", "invalid"), default=PAPolicy.stale_crl,
+                        help="what a CRL past its nextUpdate means (default: %(default)s)")
+    verify.add_argument("--require-crl", action="store_true", help="no CRL from the CSCA makes the result incomplete")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_verify)
 
@@ -183,7 +186,8 @@ def _verify(args) -> int:
     sod = _read(args.sod)
     com = _read(args.com) if args.com else None
     store = _load_sources(args, at)
-    result = passive_authentication(sod, dgs, store, at=at, com=com)
+    policy = PAPolicy(require_crl=args.require_crl, stale_crl=args.stale_crl)
+    result = passive_authentication(sod, dgs, store, at=at, com=com, policy=policy)
     output = {"passive_authentication": result.to_json(),
               "data_groups": {str(n): _data_group_summary(d) for n, d in sorted(dgs.items())}}
     text = f"passive authentication: {result.verdict}" + (f" ({', '.join(result.reasons)})" if result.reasons else "")

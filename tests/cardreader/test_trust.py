@@ -299,3 +299,16 @@ def test_concurrent_imports_into_one_directory_keep_every_entry(tmp_path):
             cwd=CHECKOUT, capture_output=True, text=True, timeout=120), range(6)))
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert len(TrustStore(store).list()) == 6
+
+
+def test_cli_verify_crl_policy_flags(tmp_path, uto, capsys):
+    f = _files(tmp_path, uto)
+    stale = tmp_path / "stale.crl"
+    stale.write_bytes(uto.crl(this_update=NOW - dt.timedelta(days=100), next_update=NOW - dt.timedelta(days=10)))
+    base = ["verify", "--sod", str(f["sod"]), "--dg", f"1={f['dg1']}", "--csca", str(f["csca"]),
+            "--at", "2026-06-02", "--json"]
+    assert main(base + ["--crl", str(stale)]) == 1
+    assert json.loads(capsys.readouterr().out)["passive_authentication"]["verdict"] == "incomplete"
+    assert main(base + ["--crl", str(stale), "--stale-crl", "accept"]) == 0
+    assert main(base + ["--require-crl"]) == 1
+    capsys.readouterr()
