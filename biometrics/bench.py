@@ -89,14 +89,28 @@ def _frames(data: Path, n: int) -> list[np.ndarray]:
 
 
 def cmd_bench_speed(args) -> None:
+    """Each frame goes through every pipeline in turn, so a busy machine slows all of them alike."""
     from .__main__ import _verifier
     v = _verifier(args)
     frames = _frames(args.data, args.frames)
-    print(f"{len(frames)} frames of 640x480, {os.cpu_count()} CPU(s), onnxruntime intra-op threads = cores")
-    for f in frames[:3]:
-        v.detector.detect(f)
-    stages = {k: [] for k in ("detect", "align", "quality", "liveness", "embed", "compare", "frame")}
+    mdir = v.registry.models_dir
+    det = cv2.FaceDetectorYN.create(str(mdir / v.registry.entry("detector").file), "", (640, 480), 0.6, 0.3)
+    det.setInputSize((640, 480))
+    try:
+        sf = cv2.FaceRecognizerSF.create(str(mdir / v.registry.entry("recognizer").file), "")
+    except cv2.error:
+        sf = None
+    try:
+        import face_recognition  # optional, dlib-based
+    except Exception:
+        face_recognition = None
+    print(f"{len(frames)} frames of 640x480, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}, "
+          f"onnxruntime intra-op threads {v.registry.session('detector').get_session_options().intra_op_num_threads}")
     ref = v.analyze(frames[0]).embedding
+    for f in frames[:3]:
+        v.analyze(f)
+    stages = {k: [] for k in ("detect", "align", "quality", "liveness", "embed", "compare", "frame")}
+    peer, dlib = [], []
     for img in frames:
         t0 = time.perf_counter()
         faces = v.detector.detect(img)
@@ -119,49 +133,36 @@ def cmd_bench_speed(args) -> None:
         for k, a, b in (("detect", t0, t1), ("align", t1, t2), ("quality", t2, t3), ("liveness", t3, t4),
                         ("embed", t4, t5), ("compare", t5, t6), ("frame", t0, t6)):
             stages[k].append(1000 * (b - a))
-    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 3 PAD models), median ms per frame:")
-    for k, ts in stages.items():
-        print(f"  {k:<9} {statistics.median(ts):7.2f} ms   (p90 {np.percentile(ts, 90):7.2f})")
-    ours = statistics.median(stages["frame"])
-    ours_core = sum(statistics.median(stages[k]) for k in ("detect", "align", "embed", "compare"))
-    print(f"  whole frame {ours:.2f} ms = {1000 / ours:.1f} frames/s; detect+align+embed+compare {ours_core:.2f} ms")
-    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-
-    # peer: OpenCV's own face API with the same detector file and the same recognizer file
-    mdir = v.registry.models_dir
-    det = cv2.FaceDetectorYN.create(str(mdir / v.registry.entry("detector").file), "", (640, 480), 0.6, 0.3)
-    try:
-        sf = cv2.FaceRecognizerSF.create(str(mdir / v.registry.entry("recognizer").file), "")
-    except cv2.error:
-        sf = None
-    peer = []
-    det.setInputSize((640, 480))
-    for img in frames:
+        # peer: OpenCV's own face API, same detector file, same recognizer file
         t0 = time.perf_counter()
         _, rows = det.detect(img)
-        if rows is None:
-            continue
-        crop = sf.alignCrop(img, rows[0]) if sf is not None else align(img, rows[0][4:14].reshape(5, 2))
-        emb = v.recognizer.embed(crop)
-        cosine(ref, emb)
-        peer.append(1000 * (time.perf_counter() - t0))
+        if rows is not None:
+            crop = sf.alignCrop(img, rows[0]) if sf is not None else align(img, rows[0][4:14].reshape(5, 2))
+            cosine(ref, v.recognizer.embed(crop))
+            peer.append(1000 * (time.perf_counter() - t0))
+        if face_recognition is not None:
+            rgb = np.ascontiguousarray(img[:, :, ::-1])
+            t0 = time.perf_counter()
+            locs = face_recognition.face_locations(rgb)
+            if locs:
+                face_recognition.face_encodings(rgb, locs[:1])
+            dlib.append(1000 * (time.perf_counter() - t0))
+    med = {k: statistics.median(ts) for k, ts in stages.items()}
+    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 3 PAD models), median per frame:")
+    for k, ts in stages.items():
+        print(f"  {k:<9} {med[k]:7.2f} ms   (p90 {np.percentile(ts, 90):7.2f})")
+    core = sum(med[k] for k in ("detect", "align", "embed", "compare"))
+    print(f"  whole frame {med['frame']:.2f} ms = {1000 / med['frame']:.1f} frames/s; "
+          f"detect+align+embed+compare {core:.2f} ms")
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (whole process, all pipelines)")
     p = statistics.median(peer)
     print(f"peer (cv2.FaceDetectorYN at 640x480 + FaceRecognizerSF.alignCrop + same mfn512 via onnxruntime): "
           f"{p:.2f} ms/frame = {1000 / p:.1f} frames/s")
-    print(f"  ratio ours(detect+align+embed+compare) / peer = {ours_core / p:.2f}; ours(full frame) / peer = {ours / p:.2f}")
-    try:
-        import face_recognition  # noqa: F401  (optional, dlib-based)
-    except Exception:
-        print("face_recognition (dlib): not installed; skipped (see report for the pip download check)")
+    print(f"  ratio ours(detect+align+embed+compare) / peer = {core / p:.2f}; ours(full frame) / peer = {med['frame'] / p:.2f}")
+    if face_recognition is None:
+        print("face_recognition (dlib): not installed, skipped. `pip download face_recognition dlib-bin "
+              "face_recognition_models` takes seconds (dlib-bin is a prebuilt wheel, no compile)")
         return
-    fr = []
-    for img in frames:
-        rgb = np.ascontiguousarray(img[:, :, ::-1])
-        t0 = time.perf_counter()
-        locs = face_recognition.face_locations(rgb)
-        if locs:
-            face_recognition.face_encodings(rgb, locs[:1])
-        fr.append(1000 * (time.perf_counter() - t0))
-    q = statistics.median(fr)
-    print(f"face_recognition (dlib HOG + ResNet): {q:.2f} ms/frame = {1000 / q:.1f} frames/s; "
-          f"ratio ours(full frame) / dlib = {ours / q:.2f}")
+    q = statistics.median(dlib)
+    print(f"face_recognition (dlib HOG + ResNet, detect + encode): {q:.2f} ms/frame = {1000 / q:.1f} frames/s; "
+          f"ratio ours(full frame) / dlib = {med['frame'] / q:.2f}")
