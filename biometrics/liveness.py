@@ -7,7 +7,8 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `motion`  natural micro-motion: the non-rigid part of the landmark movement between frames (a
             photo moves rigidly or not at all; a face also moves its features);
 * `blink`   an eye closing and reopening, from the eye-state model;
-* `screen`  periodic high-frequency energy in the face crop (moiré of a screen or halftone print).
+* `moire`   periodic high-frequency energy in the face crop (moiré of a screen or halftone print);
+* `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`).
 
 New cues (challenge-response, a self-trained model) are added as another field of `FrameCues`
 and another term in `LivenessEvidence.decide`.
@@ -116,6 +117,39 @@ def moire_score(face_crop: np.ndarray) -> float:
     return float(excess[band].sum() / max(mag[band].sum(), 1e-6))
 
 
+def screen_border_sides(image: np.ndarray, box) -> int:
+    """How many sides (0-4) of a straight frame surround the face: a phone, tablet or printed
+    sheet held to the camera shows its edges close around the face, a person standing at the gate
+    does not. Long straight edges within 1.5 face widths left/right and 1.2 heights up/down that
+    run past the face on the side they are on, each counted once per side."""
+    H, W = image.shape[:2]
+    x, y, w, h = box
+    x0, x1 = int(max(0, x - 1.5 * w)), int(min(W, x + 2.5 * w))
+    y0, y1 = int(max(0, y - 1.2 * h)), int(min(H, y + 2.2 * h))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return 0
+    grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    edges = cv2.Canny(cv2.GaussianBlur(grey, (3, 3), 0), 50, 150)
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, 40, minLineLength=int(0.9 * min(w, h)), maxLineGap=6)
+    sides = set()
+    fx0, fx1, fy0, fy1 = x - x0, x + w - x0, y - y0, y + h - y0
+    for ax, ay, bx, by in ([] if lines is None else lines.reshape(-1, 4)):
+        dx, dy = abs(bx - ax), abs(by - ay)
+        if dx < 0.18 * dy and max(ay, by) > fy0 and min(ay, by) < fy1 and dy >= 1.1 * h:   # vertical
+            mx = (ax + bx) / 2
+            if mx < fx0 - 0.1 * w:
+                sides.add("left")
+            elif mx > fx1 + 0.1 * w:
+                sides.add("right")
+        elif dy < 0.18 * dx and max(ax, bx) > fx0 and min(ax, bx) < fx1 and dx >= 1.1 * w:  # horizontal
+            my = (ay + by) / 2
+            if my < fy0 - 0.1 * h:
+                sides.add("top")
+            elif my > fy1 + 0.1 * h:
+                sides.add("bottom")
+    return len(sides)
+
+
 def nonrigid_motion(prev: np.ndarray, cur: np.ndarray) -> float:
     """Landmark movement left after removing the best similarity transform, in units of the
     inter-eye distance. A flat photo moved in front of the camera gives ~0 (up to detector
@@ -134,6 +168,7 @@ class FrameCues:
     eyes_open: float | None      # min p(open) of both eyes, None if not measured
     moire: float
     pixels_identical: bool = False  # the frame is a byte copy of the previous one
+    border_sides: int = 0           # sides of a device/sheet edge around the face
 
 
 @dataclass
@@ -141,6 +176,7 @@ class LivenessPolicy:
     model_threshold: float = 0.5     # mean p(live) over frames (calibrated on pad-dev, see calibration.json)
     enabled: bool = True             # False only for demos on still images: verdict stays 'undetermined'
     moire_threshold: float = 0.08
+    border_sides: int = 3            # edges on this many sides of the face in most frames = a held device
     motion_min: float = 0.002        # median non-rigid motion / IED; catches still frames, not a moved print
     eyes_closed_below: float = 0.1
     min_frames: int = 5
@@ -196,13 +232,16 @@ class LivenessEvidence:
         model = float(np.mean([c.model for c in self.frames]))
         moire = float(np.median([c.moire for c in self.frames]))
         motion = float(np.median(self._motion)) if self._motion else 0.0
+        border = float(np.mean([c.border_sides >= p.border_sides for c in self.frames]))
         cues = {"model": model, "moire": moire, "motion": motion, "blinks": float(self._blinks),
-                "frames": float(n)}
+                "border": border, "frames": float(n)}
         reasons: list[str] = []
         if model < p.model_threshold:
             reasons.append("pad_model_attack")
         if moire > p.moire_threshold:
             reasons.append("screen_moire")
+        if border > 0.5:
+            reasons.append("screen_border")
         if n >= p.min_frames and p.require_motion and motion < p.motion_min and self._blinks == 0:
             reasons.append("no_natural_motion")
         if not final and n < p.max_frames and abs(model - p.model_threshold) < p.early_margin:

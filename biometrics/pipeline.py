@@ -21,9 +21,10 @@ from .align import Landmarks68, align, five_from_68
 from .camera import Camera, CameraError
 from .detect import Face, YuNetDetector, competing_faces, primary_face
 from .image import ImageError, decode_image
-from .liveness import MINIFAS, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score
+from .liveness import (MINIFAS, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score,
+                       screen_border_sides)
 from .models import DEFAULT_CALIBRATION, ModelRegistry
-from .quality import GUIDANCE, EyeState, Guidance, QualityReport, QualityThresholds, assess
+from .quality import GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess
 from .recognize import Recognizer, cosine
 
 __all__ = ["FaceVerifier", "FaceResult", "Guidance", "Reference", "Analysis", "GUIDANCE"]
@@ -84,6 +85,7 @@ class FaceResult:
     best_frame: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     liveness_cues: dict[str, float] = field(default_factory=dict)
+    quality_measures: dict[str, float] = field(default_factory=dict)  # of the best frame
 
     def __repr__(self) -> str:
         s = "None" if self.score is None else f"{self.score:.3f}"
@@ -109,6 +111,7 @@ class FaceVerifier:
         self.landmarks = Landmarks68(registry.session("landmarks68")) if registry.has("landmarks68") else None
         self.use_landmarks68 = use_landmarks68 and self.landmarks is not None
         self.eyes = EyeState(registry.session("eye_state")) if registry.has("eye_state") else None
+        self.pose = HeadPose(registry.session("head_pose")) if registry.has("head_pose") else None
         self.pad = PadModels([(registry.session(role), scale) for role, scale in MINIFAS],
                              registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None)
 
@@ -192,7 +195,7 @@ class FaceVerifier:
         stage: dict[str, float] = {k: 0.0 for k in ("detect", "align", "quality", "liveness", "embed", "compare")}
         n_stage = 0
         frames_seen = 0
-        best: tuple[float, np.ndarray, QualityReport] | None = None
+        best: tuple[float, np.ndarray, QualityReport, Face] | None = None
         ok_scores: list[float] = []
         best_score: float | None = None
         last_quality: QualityReport | None = None
@@ -241,14 +244,15 @@ class FaceVerifier:
                 identical = prev_img is not None and prev_img.shape == img.shape and np.array_equal(prev_img, img)
                 evidence.add(FrameCues(self.pad.score(img, face.box),
                                        lm68 if lm68 is not None else face.landmarks, eyes,
-                                       moire_score(crop) if crop.size else 0.0, identical))
+                                       moire_score(crop) if crop.size else 0.0, identical,
+                                       screen_border_sides(img, face.box)))
                 prev_img = img
                 t4 = time.perf_counter()
                 stage["liveness"] += t4 - t3
                 if q.failures:
                     guide(q.failures[0])
                 if best is None or q.score > best[0]:
-                    best = (q.score, img, q)
+                    best = (q.score, img, q, face)
                 if not q.ok:
                     continue
                 emb = self.recognizer.embed(aligned)
@@ -259,7 +263,7 @@ class FaceVerifier:
                 ok_scores.append(s)
                 if best_score is None or s > best_score:
                     best_score = s
-                    best = (q.score + 10.0, img, q)  # the best matching good frame is kept as evidence
+                    best = (q.score + 10.0, img, q, face)  # the best matching good frame is kept as evidence
                 live = evidence.decide()
                 settled = live.verdict == "live" or not self.liveness_policy.enabled
                 if live.verdict == "attack" or (settled and (
@@ -298,5 +302,8 @@ class FaceVerifier:
         else:
             outcome = "no_match"
             reasons = ["below_threshold"] + reasons
+        measures = dict(best[2].measures) if best else {}
+        if best is not None and self.pose is not None:
+            measures.update(zip(("model_yaw", "model_pitch", "model_roll"), self.pose.predict(best[1], best[3].box)))
         return FaceResult(outcome, best_score, thr, live.verdict, live.score, quality_ok, list(qfails),
-                          reasons, frames_seen, best[1] if best else None, timings, live.cues)
+                          reasons, frames_seen, best[1] if best else None, timings, live.cues, measures)

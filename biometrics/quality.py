@@ -1,7 +1,8 @@
 """Capture quality in the spirit of ISO/IEC 29794-5, and the kiosk guidance each failure maps to.
 
 Measured per frame on the primary face: face size / inter-eye distance, head pose (from the five
-landmarks; the pose model is unvalidated, MODELS.md §4, so it is reported but not gating), eyes
+landmarks; the pose model is unvalidated, MODELS.md §4, so it is only recorded for the best
+frame), eyes
 open (Faceplugin eye model, calibrated loosely because it is unvalidated), sharpness (variance of
 the Laplacian of the aligned crop), exposure and contrast of the face, face inside the frame, and
 one face only.
@@ -117,6 +118,36 @@ class EyeState:
             e = np.exp(z - z.max())
             ps.append(float(e[1] / e.sum()))
         return min(ps)
+
+
+class HeadPose:
+    """faceplugin_fr_pose: yaw, pitch, roll in degrees from 66-bin classifiers (MODELS.md §4).
+
+    Unvalidated, so it is recorded with the best frame and never gates; R,G,B input, which agreed
+    better with the landmark yaw (r = -0.77) than the JS's B,G,R."""
+
+    MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+    STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def __init__(self, session):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+
+    def predict(self, image: np.ndarray, box) -> tuple[float, float, float]:
+        H, W = image.shape[:2]
+        x, y, w, h = box
+        x0, y0 = int(max(0, x - w / 4)), int(max(0, y - h / 4))
+        x1, y1 = int(min(W, x + w * 1.25)), int(min(H, y + h * 1.25))
+        crop = cv2.resize(image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)], (224, 224))[:, :, ::-1]
+        t = ((crop.astype(np.float32) / 255.0 - self.MEAN) / self.STD).transpose(2, 0, 1)[None]
+        outs = self.session.run(None, {self._input: np.ascontiguousarray(t)})
+        idx = np.arange(66, dtype=np.float32)
+        angles = []
+        for z in outs[:3]:
+            z = z.reshape(-1)
+            e = np.exp(z - z.max())
+            angles.append(float((e / e.sum() * idx).sum() * 3 - 99))
+        return angles[0], angles[1], angles[2]
 
 
 def assess(image: np.ndarray, face: Face, aligned: np.ndarray, n_faces_competing: int,

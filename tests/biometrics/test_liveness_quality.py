@@ -1,10 +1,12 @@
 """Evidence accumulation for liveness, the MiniFASNet crop rule, pose from landmarks, guidance."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from biometrics.align import ARCFACE_112
-from biometrics.liveness import FrameCues, LivenessEvidence, LivenessPolicy, minifas_crop, nonrigid_motion
+from biometrics.liveness import (FrameCues, LivenessEvidence, LivenessPolicy, minifas_crop, nonrigid_motion,
+                                 screen_border_sides)
 from biometrics.quality import GUIDANCE, pose_from_landmarks
 
 
@@ -83,3 +85,33 @@ def test_guidance_is_bilingual():
     assert g.vi == "Vui lòng lại gần hơn" and g.en == "Please move closer"
     assert GUIDANCE["look_straight"].vi == "Vui lòng nhìn thẳng vào camera"
     assert all(x.vi and x.en and x.vi != x.en for x in GUIDANCE.values())
+
+
+def phone_scene(bezel: bool) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A textured 'face' blob on a noisy background, optionally inside a phone's dark bezel."""
+    rng = np.random.default_rng(3)
+    img = rng.integers(90, 140, (480, 640, 3), dtype=np.uint8)
+    img = cv2.GaussianBlur(img, (0, 0), 3)
+    if bezel:
+        cv2.rectangle(img, (210, 90), (430, 420), (20, 20, 20), 14)
+        img[104:407, 224:417] = (200, 190, 180)
+    cv2.ellipse(img, (320, 250), (55, 70), 0, 0, 360, (150, 170, 210), -1)
+    return img, (265.0, 180.0, 110.0, 140.0)
+
+
+def test_screen_border_seen_around_a_held_device_only():
+    img, box = phone_scene(bezel=True)
+    assert screen_border_sides(img, box) >= 3
+    img, box = phone_scene(bezel=False)
+    assert screen_border_sides(img, box) == 0
+
+
+def test_border_in_most_frames_is_an_attack():
+    rng = np.random.default_rng(0)
+    ev = LivenessEvidence(LivenessPolicy(min_frames=3))
+    for _ in range(4):
+        c = cues(lm=ARCFACE_112 + rng.normal(0, 0.5, ARCFACE_112.shape))
+        c.border_sides = 4
+        ev.add(c)
+    d = ev.decide()
+    assert d.verdict == "attack" and "screen_border" in d.reasons

@@ -86,6 +86,8 @@ def test_recorded_live_frames_match_and_are_live(verifier, shared_dir):
     assert res.score >= res.threshold and res.best_frame is not None
     assert {"detect", "align", "quality", "liveness", "embed", "compare"} <= set(res.timings)
     assert "best_frame" not in repr(res) and "array" not in repr(res)
+    m = res.quality_measures
+    assert m["inter_eye"] > 20 and abs(m["yaw"]) < 25 and abs(m["model_yaw"]) < 30
 
 
 def test_replayed_video_of_the_same_person_is_an_attack(verifier, shared_dir):
