@@ -246,8 +246,8 @@ class LivenessEvidence:
             reasons.append("no_natural_motion")
         if not final and n < p.max_frames and abs(model - p.model_threshold) < p.early_margin:
             return LivenessDecision("undetermined", model, ["uncertain_so_far"], cues)
-        if reasons and (n >= p.min_frames or final):
+        if n < p.min_frames:  # too little evidence either way; the gate refers 'undetermined'
+            return LivenessDecision("undetermined", model, ["too_few_frames"] + reasons, cues)
+        if reasons:
             return LivenessDecision("attack", model, reasons, cues)
-        if n < p.min_frames:
-            return LivenessDecision("undetermined", model, ["too_few_frames"], cues)
         return LivenessDecision("live", model, [], cues)

@@ -94,6 +94,19 @@ class FaceResult:
                 f"frames_seen={self.frames_seen})")
 
 
+def _usable_frame(img) -> np.ndarray | None:
+    """An HxWx3 uint8 BGR frame (greyscale and BGRA converted), or None for a broken one."""
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3):
+        return None
+    if min(img.shape[:2]) < 16:
+        return None
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, 2))
+    if img.shape[2] == 4:
+        return np.ascontiguousarray(img[:, :, :3])
+    return img if img.shape[2] == 3 else None
+
+
 class FaceVerifier:
     def __init__(self, registry: ModelRegistry, threshold: float | None = None,
                  use_landmarks68: bool = True, liveness_policy: LivenessPolicy | None = None,
@@ -202,6 +215,7 @@ class FaceVerifier:
         last_guidance: str | None = None
         prev_img: np.ndarray | None = None
         reasons: list[str] = []
+        bad_frames = 0
         timed_out = True
         frames = camera.frames()
 
@@ -216,9 +230,10 @@ class FaceVerifier:
                 if clock() > deadline:
                     break
                 frames_seen += 1
-                img = frame.image
-                if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 16:
-                    continue  # a broken frame is skipped, never fatal
+                img = _usable_frame(getattr(frame, "image", None))
+                if img is None:
+                    bad_frames += 1  # a broken frame is skipped, never fatal
+                    continue
                 t0 = time.perf_counter()
                 faces = self.detector.detect(img)
                 t1 = time.perf_counter()
@@ -287,6 +302,8 @@ class FaceVerifier:
             reasons.append("timeout")
         if frames_seen == 0 and not reasons:
             reasons.append("no_frames")
+        if bad_frames:
+            reasons.append(f"unusable_frames:{bad_frames}")
         if live.verdict == "attack":
             outcome = "no_match"
             reasons = ["presentation_attack"] + live.reasons + reasons

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from biometrics.camera import ImageSequenceCamera
+from biometrics.camera import CameraError, ImageSequenceCamera
 from biometrics.liveness import LivenessPolicy
 from biometrics.models import ModelError
 from biometrics.pipeline import FaceVerifier, Guidance
@@ -213,3 +213,29 @@ def test_cli_score_pairs_and_pad_with_bad_items(tmp_path, demo_dir, shared_dir, 
 def test_cli_help_works():
     r = run_cli("--help")
     assert r.returncode == 0 and "score-pairs" in r.stdout and "bench-speed" in r.stdout
+
+
+class BrokenCamera:
+    """Delivers garbage frames, then fails like an unplugged device."""
+
+    def __init__(self, good: np.ndarray):
+        self.good = good
+
+    def frames(self):
+        from biometrics.camera import Frame
+        yield Frame(None, 0.0, 0)  # type: ignore[arg-type]
+        yield Frame(np.zeros((4, 4, 3), np.uint8), 0.1, 1)
+        yield Frame(np.zeros((100, 100, 3), np.float64), 0.2, 2)
+        yield Frame(self.good, 0.3, 3)
+        raise CameraError("device unplugged")
+
+    def close(self):
+        pass
+
+
+def test_broken_frames_and_camera_failure_give_a_result(verifier, demo):
+    chip, live = demo
+    res = verifier.verify(BrokenCamera(live), verifier.reference(chip), window_s=5, clock=Ticks(0.05))
+    assert res.outcome == "failure_to_acquire"
+    assert "camera_error" in res.reasons and "unusable_frames:3" in res.reasons
+    assert res.frames_seen == 4
