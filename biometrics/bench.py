@@ -19,6 +19,7 @@ import numpy as np
 from .align import align, five_from_68
 from .calibrate import draw_det, progress, read_csv
 from .detect import competing_faces, primary_face
+from .liveness import moire_score, screen_border_sides
 from .quality import assess
 from .recognize import cosine
 
@@ -125,6 +126,9 @@ def cmd_bench_speed(args) -> None:
         assess(img, face, aligned, competing_faces(faces, face), eyes)
         t3 = time.perf_counter()
         v.pad.score(img, face.box)
+        x, y, w, h = (int(max(0, c)) for c in face.box)
+        moire_score(img[y:y + h, x:x + w])
+        screen_border_sides(img, face.box)
         t4 = time.perf_counter()
         emb = v.recognizer.embed(aligned)
         t5 = time.perf_counter()
@@ -148,7 +152,7 @@ def cmd_bench_speed(args) -> None:
                 face_recognition.face_encodings(rgb, locs[:1])
             dlib.append(1000 * (time.perf_counter() - t0))
     med = {k: statistics.median(ts) for k, ts in stages.items()}
-    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 3 PAD models), median per frame:")
+    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 3 PAD models + moire + border), median per frame:")
     for k, ts in stages.items():
         print(f"  {k:<9} {med[k]:7.2f} ms   (p90 {np.percentile(ts, 90):7.2f})")
     core = sum(med[k] for k in ("detect", "align", "embed", "compare"))

@@ -239,3 +239,16 @@ def test_broken_frames_and_camera_failure_give_a_result(verifier, demo):
     assert res.outcome == "failure_to_acquire"
     assert "camera_error" in res.reasons and "unusable_frames:3" in res.reasons
     assert res.frames_seen == 4
+
+
+@pytest.mark.parametrize("no_jp2", [False, True])
+def test_jpeg2000_chip_photo_jp2_and_raw_codestream(verifier, demo, demo_dir, no_jp2):
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.open(demo_dir / "eileen_collins_chip_derived.jpg").convert("L").save(buf, "JPEG2000", no_jp2=no_jp2)
+    ref = verifier.reference(buf.getvalue())
+    assert ref.ok
+    _, live = demo
+    assert verifier.compare(ref.embedding, verifier.analyze(live).embedding) >= verifier.threshold
