@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cardreader.__main__",  # read, sim-card, bench-read
     "cardreader.pki.cli",  # trust, verify, aa
     "cardreader.scanner.cli",  # mrz
+    "cardreader.lds.files",  # parse
 )
 
 

@@ -53,3 +53,14 @@ def test_plain_output_hides_personal_data(issued, tmp_path, capsys):
     path.write_bytes(issued.files["DG1"])
     assert _run("parse", str(path)) == 0
     assert "COLLINS" not in capsys.readouterr().out
+
+
+def test_python_m_cardreader_parse(issued, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "dg2"
+    path.write_bytes(issued.files["DG2"])
+    out = subprocess.run([sys.executable, "-m", "cardreader", "parse", str(path), "--json"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert json.loads(out)["faces"][0]["image_format"] == "jpeg"
