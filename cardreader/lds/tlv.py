@@ -19,7 +19,7 @@ MAX_LENGTH_BYTES = 4
 
 class TLVError(LDSError):
     """Malformed BER-TLV (reason: truncated, trailing_bytes, indefinite_length,
-    overlong_length, length_too_large, bad_tag, too_deep, missing_tag)."""
+    overlong_length, length_too_large, bad_tag, too_deep, missing_tag, wrong_tag)."""
 
 
 @dataclass(frozen=True)
