@@ -38,7 +38,10 @@ class ImageScorer:
         if rel not in self._emb:
             try:
                 a = self.v.analyze(self._read(rel), retry_padded=True)
-                self._emb[rel] = (a.embedding, None) if a.ok else (None, a.reason)
+                # several prominent faces: scored on the primary (largest, most central) face,
+                # and said in the reason column, since LFW-style news crops often show two people
+                note = f"several_faces:{a.competing + 1}" if a.ok and a.competing else None
+                self._emb[rel] = (a.embedding, note) if a.ok else (None, a.reason)
             except ImageError as e:
                 self._emb[rel] = (None, e.reason)
         return self._emb[rel]
@@ -49,7 +52,7 @@ class ImageScorer:
         if ea is None or eb is None:
             return FTA_SCORE, "failure_to_acquire", ra or rb or ""
         s = self.v.compare(ea, eb)
-        return s, ("match" if s >= self.v.threshold else "no_match"), ""
+        return s, ("match" if s >= self.v.threshold else "no_match"), ";".join(x for x in (ra, rb) if x)
 
     def live(self, rel: str) -> tuple[float, str, str]:
         """Single-image PAD score (`PadModels`) on the upstream crops of the image as given."""

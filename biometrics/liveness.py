@@ -105,6 +105,8 @@ def moire_score(face_crop: np.ndarray) -> float:
     Screens and halftone prints add narrow periodic peaks far from the spectrum's centre; skin
     gives a smooth fall-off. The value is the energy of the strongest peaks above a smoothed
     background in the outer band, relative to the band's total energy."""
+    if face_crop.size == 0 or min(face_crop.shape[:2]) < 4:
+        return 0.0
     g = cv2.cvtColor(cv2.resize(face_crop, (128, 128), interpolation=cv2.INTER_AREA),
                      cv2.COLOR_BGR2GRAY).astype(np.float32)
     g = (g - g.mean()) * np.outer(np.hanning(128), np.hanning(128))

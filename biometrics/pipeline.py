@@ -259,7 +259,7 @@ class FaceVerifier:
                 identical = prev_img is not None and prev_img.shape == img.shape and np.array_equal(prev_img, img)
                 evidence.add(FrameCues(self.pad.score(img, face.box),
                                        lm68 if lm68 is not None else face.landmarks, eyes,
-                                       moire_score(crop) if crop.size else 0.0, identical,
+                                       moire_score(crop), identical,
                                        screen_border_sides(img, face.box)))
                 prev_img = img
                 t4 = time.perf_counter()

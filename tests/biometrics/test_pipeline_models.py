@@ -187,9 +187,12 @@ def test_cli_score_pairs_and_pad_with_bad_items(tmp_path, demo_dir, shared_dir, 
     (root / "text.jpg").write_bytes(b"not an image")
     cv2.imwrite(str(root / "tiny.png"), np.zeros((10, 10, 3), np.uint8))
     cv2.imwrite(str(root / "blank.png"), np.full((200, 200, 3), 128, np.uint8))
+    nasa = cv2.imread(str(root / "nasa.png"))
+    cv2.imwrite(str(root / "two.jpg"), np.hstack([nasa, nasa]))
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("a,b,same\nchip.jpg,nasa.png,1\nchip.jpg,other.jpg,0\nchip.jpg,trunc.jpg,1\n"
-                     "text.jpg,nasa.png,1\ntiny.png,nasa.png,1\nblank.png,nasa.png,1\nmissing.jpg,nasa.png,1\n")
+                     "text.jpg,nasa.png,1\ntiny.png,nasa.png,1\nblank.png,nasa.png,1\nmissing.jpg,nasa.png,1\n"
+                     "chip.jpg,two.jpg,1\n")
     out = tmp_path / "scores.csv"
     r = run_cli("--models-dir", str(models_dir), "score-pairs", "--pairs", str(pairs), "--root", str(root),
                 "--out", str(out))
@@ -197,8 +200,9 @@ def test_cli_score_pairs_and_pad_with_bad_items(tmp_path, demo_dir, shared_dir, 
     rows = list(csv.DictReader(out.open()))
     assert [x["decision"] for x in rows[:2]] == ["match", "no_match"]
     assert float(rows[0]["score"]) > float(rows[1]["score"])
-    assert all(x["decision"] == "failure_to_acquire" and x["reason"] for x in rows[2:])
-    assert {x["reason"] for x in rows[3:]} >= {"not_an_image", "image_too_small", "no_face", "unreadable_file"}
+    assert all(x["decision"] == "failure_to_acquire" and x["reason"] for x in rows[2:-1])
+    assert {x["reason"] for x in rows[3:-1]} >= {"not_an_image", "image_too_small", "no_face", "unreadable_file"}
+    assert rows[-1]["decision"] == "match" and rows[-1]["reason"] == "several_faces:2"
 
     imgs = tmp_path / "imgs.csv"
     imgs.write_text("path\nnasa.png\ntext.jpg\n")
