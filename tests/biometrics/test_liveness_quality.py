@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 
 from biometrics.align import ARCFACE_112
-from biometrics.liveness import (FrameCues, LivenessEvidence, LivenessPolicy, minifas_crop, nonrigid_motion,
-                                 screen_border_sides)
+from biometrics.liveness import (FrameCues, LivenessEvidence, LivenessPolicy, minifas_crop, moire_score,
+                                 nonrigid_motion, screen_border_sides)
 from biometrics.quality import GUIDANCE, pose_from_landmarks
 
 
@@ -115,3 +115,13 @@ def test_border_in_most_frames_is_an_attack():
         ev.add(c)
     d = ev.decide()
     assert d.verdict == "attack" and "screen_border" in d.reasons
+
+
+def test_moire_score_sees_a_fine_periodic_pattern():
+    rng = np.random.default_rng(4)
+    skin = cv2.GaussianBlur(rng.integers(100, 160, (200, 200, 3), dtype=np.uint8), (0, 0), 2)
+    yy, xx = np.mgrid[0:200, 0:200]
+    grid = (12 * np.sin(2 * np.pi * (xx * 0.31 + yy * 0.07))).astype(np.float32)
+    screen = np.clip(skin.astype(np.float32) + grid[:, :, None], 0, 255).astype(np.uint8)
+    assert moire_score(screen) > 0.02 > moire_score(skin)
+    assert moire_score(np.zeros((0, 0, 3), np.uint8)) == 0.0
