@@ -70,10 +70,6 @@ class QualityReport:
     measures: dict[str, float] = field(default_factory=dict)
     score: float = 0.0  # for picking the best frame: higher is better
 
-    @property
-    def guidance(self) -> Guidance | None:
-        return GUIDANCE[self.failures[0]] if self.failures else None
-
 
 def pose_from_landmarks(p5: np.ndarray) -> tuple[float, float, float]:
     """Rough yaw, pitch, roll in degrees from the five points (no 3-D model).
