@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -256,3 +257,19 @@ def test_jpeg2000_chip_photo_jp2_and_raw_codestream(verifier, demo, demo_dir, no
     assert ref.ok
     _, live = demo
     assert verifier.compare(ref.embedding, verifier.analyze(live).embedding) >= verifier.threshold
+
+
+def test_cli_calibrate_writes_threshold_dataset_and_det(tmp_path, shared_dir):
+    root = shared_dir / "data" / "faces-dev"
+    rows = (root / "pairs.csv").read_text().splitlines()
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("\n".join([rows[0]] + rows[1:21] + rows[-20:]) + "\n")  # 20 genuine, 20 impostor
+    cal = tmp_path / "calibration.json"
+    r = run_cli("calibrate", "--pairs", str(pairs), "--root", str(root), "--far", "0.01", "--calibration", str(cal))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(cal.read_text())["face"]
+    assert 0 < doc["threshold"] < 1 and doc["target_fmr"] == 0.01
+    assert doc["dataset"]["genuine"] == 20 and len(doc["dataset"]["sha256"]) == 64 and doc["date"]
+    assert (tmp_path / "det.png").is_file() and "TAR@FMR1%" in r.stdout
+    v = FaceVerifier.load(calibration=json.loads(cal.read_text()))
+    assert v.threshold == doc["threshold"]
