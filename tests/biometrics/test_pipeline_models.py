@@ -208,7 +208,7 @@ def test_cli_score_pairs_and_pad_with_bad_items(tmp_path, demo_dir, shared_dir, 
     imgs = tmp_path / "imgs.csv"
     imgs.write_text("path\nnasa.png\ntext.jpg\n")
     out2 = tmp_path / "pad.csv"
-    r = run_cli("score-pad", "--images", str(imgs), "--root", str(root), "--out", str(out2))
+    r = run_cli("--models-dir", str(models_dir), "score-pad", "--images", str(imgs), "--root", str(root), "--out", str(out2))
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out2.open()))
     assert rows[0]["decision"] in ("live", "attack") and 0 <= float(rows[0]["live_score"]) <= 1
@@ -259,17 +259,17 @@ def test_jpeg2000_chip_photo_jp2_and_raw_codestream(verifier, demo, demo_dir, no
     assert verifier.compare(ref.embedding, verifier.analyze(live).embedding) >= verifier.threshold
 
 
-def test_cli_calibrate_writes_threshold_dataset_and_det(tmp_path, shared_dir):
+def test_cli_calibrate_writes_threshold_dataset_and_det(tmp_path, shared_dir, models_dir):
     root = shared_dir / "data" / "faces-dev"
     rows = (root / "pairs.csv").read_text().splitlines()
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("\n".join([rows[0]] + rows[1:21] + rows[-20:]) + "\n")  # 20 genuine, 20 impostor
     cal = tmp_path / "calibration.json"
-    r = run_cli("calibrate", "--pairs", str(pairs), "--root", str(root), "--far", "0.01", "--calibration", str(cal))
+    r = run_cli("--models-dir", str(models_dir), "calibrate", "--pairs", str(pairs), "--root", str(root), "--far", "0.01", "--calibration", str(cal))
     assert r.returncode == 0, r.stderr
     doc = json.loads(cal.read_text())["face"]
     assert 0 < doc["threshold"] < 1 and doc["target_fmr"] == 0.01
     assert doc["dataset"]["genuine"] == 20 and len(doc["dataset"]["sha256"]) == 64 and doc["date"]
     assert (tmp_path / "det.png").is_file() and "TAR@FMR1%" in r.stdout
-    v = FaceVerifier.load(calibration=json.loads(cal.read_text()))
+    v = FaceVerifier.load(models_dir, calibration=json.loads(cal.read_text()))
     assert v.threshold == doc["threshold"]
