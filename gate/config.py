@@ -29,6 +29,9 @@ class ReaderSettings(BaseModel):
     name: str | None = Field(None, description="PC/SC reader name (substring) or index")
     read_deadline_s: float = 20.0
     command_timeout_s: float = 3.0
+    mrz_source: Literal["printed", "ocr"] = Field(
+        "printed", description="simulation: the access key from the card's printed MRZ as is, or read by "
+                               "OCR from a rendered photograph of the card (cardreader.scanner)")
 
 
 class CameraSettings(BaseModel):

@@ -27,7 +27,7 @@ import numpy as np
 from gate.audit import AuditEvent
 from gate.barrier import BarrierState, SimulatedBarrier
 from gate.config import Settings
-from gate.transaction import (DEVICE_ERRORS, Devices, State, Timeouts, Transaction, TransactionEvent,
+from gate.transaction import (DEVICE_ERRORS, DeviceRefusal, Devices, State, Timeouts, Transaction, TransactionEvent,
                               TransactionRecord, call_with_timeout)
 
 log = logging.getLogger("gate.station")
@@ -160,15 +160,26 @@ class SimulatedLane:
         self.settings = settings
         self.transport = SimulatedTransport(None)
         self._printed: Any = None
+        self._printed_text = ""
         self.issued: dict[str, Any] = {}      # card id -> IssuedDocument
         self._trust_store: Any = None
         self._trusted: set[bytes] = set()
 
     # DocumentScanner
     def scan(self) -> Any:
+        """The printed MRZ: as issued, or read by OCR from a photograph of the card."""
         if self._printed is None:
-            raise RuntimeError("no document under the scanner")
-        return self._printed
+            raise DeviceRefusal("no_document")
+        if self.settings.reader.mrz_source == "printed":
+            return self._printed
+        from cardreader.scanner import SimulatedDocumentScanner, read_mrz
+        image = SimulatedDocumentScanner(self._printed_text).capture()
+        if image is None:
+            raise DeviceRefusal("no_document")
+        scan = read_mrz(image)
+        if not scan.ok:
+            raise DeviceRefusal(scan.reason or "unreadable")
+        return scan.mrz
 
     # DocumentReader
     def read(self, key: Any, *, at: dt.datetime, deadline_s: float) -> Any:
@@ -197,7 +208,8 @@ class SimulatedLane:
         from cardreader.lds.mrz import parse_mrz
         from cardreader.sim.chip import SimulatedChip
         doc = self.issued[card_id]
-        self._printed = parse_mrz(doc.persona.mrz)
+        self._printed_text = doc.persona.mrz
+        self._printed = parse_mrz(self._printed_text)
         self.transport.insert(SimulatedChip(doc))
 
     def remove(self) -> None:

@@ -225,6 +225,15 @@ class StepTimeout(Exception):
     pass
 
 
+class DeviceRefusal(Exception):
+    """A device answered but could not do its job (e.g. the scanner found no readable
+    MRZ); `reason` becomes the referral reason `<step>.<reason>`."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def call_with_timeout(fn: Callable[..., Any], timeout: float, *args, **kwargs) -> Any:
     """Run `fn` in a daemon thread; raise StepTimeout if it does not return in time.
     A device that hangs keeps its thread, but never the gate."""
@@ -249,18 +258,11 @@ def call_with_timeout(fn: Callable[..., Any], timeout: float, *args, **kwargs) -
 
 # --- evidence from the devices' result objects (duck-typed on the contract's names) -------------
 
-MRZ_FIELDS = ("document_code", "issuing_state", "document_number", "date_of_birth", "date_of_expiry",
-              "sex", "nationality", "primary_identifier", "secondary_identifier", "optional_data")
-
-
 def mrz_mismatches(chip: Any, printed: Any) -> tuple[str, ...]:
-    """Field names in which DG1 differs from the printed (scanned) MRZ."""
-    return tuple(f for f in MRZ_FIELDS
-                 if _norm(getattr(chip, f, None)) != _norm(getattr(printed, f, None)))
-
-
-def _norm(v: Any) -> str:
-    return "" if v is None else str(v).replace("<", " ").strip().upper()
+    """Field names in which DG1 differs from the printed (scanned) MRZ: a genuine chip
+    in a forged document, or a card swapped after the scan."""
+    from cardreader.scanner import compare_with_dg1
+    return tuple(r.removeprefix("mrz_mismatch_") for r in compare_with_dg1(printed, chip))
 
 
 def document_evidence(read: Any, printed: Any) -> DocumentEvidence:
@@ -364,6 +366,8 @@ class Transaction:
             raise _Refer(f"{name}.timeout")
         except _Refer:
             raise
+        except DeviceRefusal as e:
+            raise _Refer(f"{name}.{e.reason}")
         except Exception as e:
             DEVICE_ERRORS.labels(name, "error").inc()
             log.warning("device error", extra={"transaction_id": self.record.id, "step": name,

@@ -14,7 +14,7 @@ import pytest
 
 from gate.barrier import BarrierError, BarrierState, SimulatedBarrier
 from gate.policy import Policy
-from gate.transaction import Devices, State, Timeouts, Transaction
+from gate.transaction import DeviceRefusal, Devices, State, Timeouts, Transaction
 
 TODAY = dt.date(2026, 11, 23)
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)
@@ -32,10 +32,16 @@ class FakeMRZ:
     primary_identifier: str = "COLLINS"
     secondary_identifier: str = "EILEEN MARIE"
     optional_data: str = ""
+    optional_data_2: str = ""
+    format: str = "TD1"
     checks: dict = field(default_factory=lambda: {"document_number": True, "composite": True})
 
     def bac_key(self):
         return ("key", self.document_number)
+
+    @property
+    def lines(self):
+        return (self.document_number, self.primary_identifier, self.secondary_identifier)
 
 
 @dataclass
@@ -217,6 +223,7 @@ FAILURES = {
                      "document.read_failed:card_removed"),
     "reader_exception": (dict(reader=Reader(exc=OSError("reader unplugged"))), "read.error:OSError"),
     "scanner_exception": (dict(scanner=Scanner(exc=RuntimeError("ocr"))), "scan.error:RuntimeError"),
+    "scanner_unreadable": (dict(scanner=Scanner(exc=DeviceRefusal("low_confidence"))), "scan.low_confidence"),
     "pa_invalid": (dict(reader=Reader(FakeRead(passive_authentication=PA("invalid", ["dg_hash_mismatch"])))),
                    "document.pa_invalid"),
     "pa_incomplete": (dict(reader=Reader(FakeRead(passive_authentication=PA("incomplete")))),

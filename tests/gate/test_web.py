@@ -152,3 +152,36 @@ def test_integrator_rejects_bad_input(app):
     assert c.post("/integrator/reader/insert/card-99").status_code == 404
     assert c.post("/integrator/camera", json={"paths": ["/no/such.png"]}).status_code == 400
     assert c.post("/integrator/identity", json={"document_number": "X", "outcome": "fine"}).status_code == 422
+
+
+def test_chip_in_a_forged_document_is_referred_for_the_mrz_mismatch(gate):
+    """The print carries the chip's key fields but another name: the chip opens, DG1 differs."""
+    from cardreader.lds.mrz import parse_mrz
+    from cardreader.sim.persona import load_persona
+    from gate.station import persona_from
+    demo = load_persona("demo")
+    card = gate.lane.issue(demo)
+    gate.lane.insert(card)
+    gate.lane._printed = parse_mrz(persona_from(demo, surname="Smith").mrz)
+    rec = gate.run_transaction()
+    assert rec.evidence.document.pa_verdict == "valid"
+    assert rec.reasons == ["document.mrz_mismatch", "missing.face", "missing.identity"]
+    assert rec.evidence.document.mrz_mismatch_fields == ("primary_identifier",)
+    assert gate.devices.barrier.history == []
+
+
+def test_access_key_read_by_ocr_from_a_photo_of_the_card(gate):
+    import shutil
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract-ocr not installed")
+    from cardreader.sim.persona import load_persona
+    gate.settings.reader.mrz_source = "ocr"
+    gate.devices.barrier._auto = 0.01
+    card = gate.lane.issue(load_persona("demo"))
+    gate.lane.insert(card)
+    rec = gate.run_transaction()
+    assert rec.outcome == "passed", rec.reasons
+    assert rec.evidence.document.mrz_mismatch_fields == ()
+    gate.lane.remove()
+    rec = gate.run_transaction()              # the card was taken away before the scan
+    assert rec.reasons == ["scan.no_document"]
