@@ -26,11 +26,12 @@ import numpy as np
 
 from gate.audit import AuditEvent
 from gate.barrier import BarrierState, SimulatedBarrier
-from gate.config import Settings
+from gate.config import SHARED, Settings
 from gate.transaction import (DEVICE_ERRORS, DeviceRefusal, Devices, State, Timeouts, Transaction, TransactionEvent,
                               TransactionRecord, call_with_timeout)
 
 log = logging.getLogger("gate.station")
+SHARED_DATA = SHARED / "data"
 
 
 def utcnow() -> dt.datetime:
@@ -556,6 +557,18 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def recorded_live_person(tmp: Path) -> tuple[Path, list[str]]:
+    """A person recorded live by a webcam (shared pad-dev data): the first frame becomes
+    the chip photo (JPEG), the others are what the camera sees."""
+    import csv
+    root = SHARED_DATA / "pad-dev"
+    rows = [r for r in csv.DictReader((root / "labels.csv").open())
+            if "/BalveerSinghYT/" in r["path"] and r["label"] == "live"]
+    chip = tmp / "chip.jpg"
+    cv2.imwrite(str(chip), cv2.imread(str(root / rows[0]["path"])), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return chip, [str(root / r["path"]) for r in rows[1:]]
+
+
 def _cmd_bench(args) -> int:
     """Run n demo transactions and print where the time goes."""
     import tempfile
@@ -570,9 +583,11 @@ def _cmd_bench(args) -> int:
             print(f"face models not loaded: {g.face.error}")
             return 1
         g.devices.barrier._auto = 0.0   # the simulated traveller walks straight through
-        card = g.lane.issue(load_persona("demo"))
+        chip, frames = recorded_live_person(Path(tmp))
+        card = g.lane.issue(persona_from(load_persona("demo"), face_image_path=chip))
         totals, device = [], []
         for i in range(args.n):
+            g.camera.set_source(camera_from("images", frames, settings.camera.fps, simulate_motion=False))
             g.lane.insert(card)
             t0 = time.perf_counter()
             rec = g.run_transaction()
@@ -584,7 +599,8 @@ def _cmd_bench(args) -> int:
             totals.append(took)
             device.append(dev)
             steps = " ".join(f"{k}={v * 1000:.0f}ms" for k, v in rec.step_seconds.items())
-            print(f"#{i + 1} {rec.outcome:8s} total={took * 1000:.0f}ms devices={dev * 1000:.0f}ms {steps}")
+            print(f"#{i + 1} {rec.outcome:8s} total={took * 1000:.0f}ms devices={dev * 1000:.0f}ms {steps} "
+                  f"{' '.join(rec.reasons)}")
         n = len(totals)
         mean_t, mean_d = sum(totals) / n, sum(device) / n
         print(f"mean end-to-end {mean_t * 1000:.0f} ms; device time {mean_d * 1000:.0f} ms; "
