@@ -453,7 +453,8 @@ def dashboard_data(gate: Gate, bucket_minutes: int) -> dict[str, Any]:
     for started, outcome, rs, took in list(gate.history):
         b = started.replace(minute=started.minute - started.minute % bucket_minutes, second=0, microsecond=0)
         buckets.setdefault(b.isoformat(), Tally())[outcome] += 1
-        reasons.update(x.split(":")[0] for x in rs)
+        shown = [x for x in rs if not x.startswith("missing.")] or list(rs)   # not-reached checks are noise
+        reasons.update(x.split(":")[0] for x in shown)
         seconds.append(took)
     return {"bucket_minutes": bucket_minutes,
             "series": [{"t": k, "passed": v.get("passed", 0), "referred": v.get("referred", 0)}
@@ -489,6 +490,21 @@ def _operations(gate: Gate) -> APIRouter:
 
 # --- integrator (simulated devices only) ---------------------------------------------------------
 
+def as_jpeg(data: bytes) -> bytes:
+    """The uploaded face photo as the JPEG a chip's DG2 holds; 400 for anything else."""
+    import cv2
+    import numpy as np
+    if len(data) > 5_000_000:
+        raise HTTPException(400, "photo larger than 5 MB")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None or min(img.shape[:2]) < 64:
+        raise HTTPException(400, "photo must be a JPEG or PNG image of at least 64x64 pixels")
+    if data.startswith(b"\xff\xd8"):
+        return data
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buf.tobytes()
+
+
 def _integrator(gate: Gate) -> APIRouter:
     r = APIRouter(prefix="/integrator", tags=["integrator"])
     lane = gate.lane
@@ -500,7 +516,7 @@ def _integrator(gate: Gate) -> APIRouter:
                          date_of_birth: dt.date | None = Form(None), date_of_expiry: dt.date | None = Form(None),
                          sex: Literal["M", "F", "X"] | None = Form(None),
                          dg13: str | None = Form(None, description="JSON object {tag number: text}"),
-                         photo: UploadFile | None = File(None, description="JPEG face photo for DG2")) -> CardOut:
+                         photo: UploadFile | None = File(None, description="face photo for DG2 (JPEG or PNG, stored as JPEG)")) -> CardOut:
         """Issue a simulated card signed by the simulation's test CSCA."""
         from cardreader.sim.persona import load_persona
         try:
@@ -509,10 +525,8 @@ def _integrator(gate: Gate) -> APIRouter:
             raise HTTPException(404, "unknown persona")
         photo_path = None
         if photo is not None:
-            data = await photo.read()
-            if not data.startswith(b"\xff\xd8") or len(data) > 2_000_000:
-                raise HTTPException(400, "photo must be a JPEG under 2 MB")
-            photo_path = save_upload(gate.settings.data_dir, f"photo-{len(lane.issued) + 1}.jpg", data)
+            photo_path = save_upload(gate.settings.data_dir, f"photo-{len(lane.issued) + 1}.jpg",
+                                     as_jpeg(await photo.read()))
         try:
             dg13_fields = None if dg13 is None else {int(k): str(v) for k, v in json.loads(dg13).items()}
         except (ValueError, AttributeError):

@@ -69,6 +69,7 @@ def server(tmp_path_factory):
     users = UserStore.in_dir(tmp, PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
     users.add("olga", PW, "officer")
     users.add("ada", PW, "auditor")
+    users.add("sam", PW, "supervisor")
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(gate, users), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=srv.run, daemon=True).start()
@@ -93,6 +94,14 @@ def browser():
         b.close()
 
 
+def wait_js(page, expression, timeout=15.0):
+    """Poll an expression (wait_for_function would need 'unsafe-eval', which the CSP forbids)."""
+    end = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < end, f"timed out waiting for {expression}"
+        time.sleep(0.1)
+
+
 def shot(page, tmp_path, name):
     out = Path(os.environ.get("EGATE_SCREENSHOTS", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +121,7 @@ def test_kiosk_walks_a_passing_and_a_referred_traveller(server, browser, tmp_pat
         shot(page, tmp_path, f"kiosk-waiting-{name}")
         api.post(f"/integrator/reader/insert/{card}")
         page.wait_for_selector("#g-vi:has-text('Vui lòng giữ yên')")
-        page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
+        wait_js(page, "document.getElementById('preview').naturalWidth > 0")
         assert page.locator("#camera").is_visible()
         shot(page, tmp_path, f"kiosk-face-{name}")
         page.wait_for_selector("#msg-vi:has-text('Mời qua cổng')", timeout=15000)
@@ -152,8 +161,8 @@ def test_console_login_override_with_reason_and_audit_search(server, browser, tm
     page.wait_for_selector("#queue li")
     page.click("#queue li")
     page.wait_for_selector("#d-reasons li:has-text('face.no_match')")
-    page.wait_for_function("document.getElementById('d-live').naturalWidth > 0 && "
-                           "document.getElementById('d-chip').naturalWidth > 0")
+    wait_js(page, "document.getElementById('d-live').naturalWidth > 0 && "
+                  "document.getElementById('d-chip').naturalWidth > 0")
     assert page.locator("#d-traveller").inner_text().count("COLLINS") == 1
     shot(page, tmp_path, "console-referral")
     page.fill("textarea[name=reason]", "Checked the card and the face by hand")
@@ -174,4 +183,20 @@ def test_console_login_override_with_reason_and_audit_search(server, browser, tm
     assert "override" in row and "deny" in row and "olga" in row and "face.no_match" in row
     assert page.locator("nav button[data-view=referrals]").is_hidden()
     shot(page, tmp_path, "console-audit")
+    page.close()
+
+
+def test_supervisor_dashboard_draws_its_charts(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server[1]}/console")
+    page.fill("input[name=username]", "sam")
+    page.fill("input[name=password]", PW)
+    page.click("#login-form button")
+    page.click("nav button[data-view=dashboard]")
+    page.wait_for_selector("#chart-series rect")
+    totals = page.locator("#totals").inner_text()
+    assert "Transactions" in totals and "3" in totals          # two passed and one referred above
+    assert page.locator("#chart-reasons text", has_text="face.no_match").count() == 1
+    assert page.locator("nav button[data-view=audit]").is_hidden()
+    shot(page, tmp_path, "console-dashboard")
     page.close()

@@ -146,7 +146,7 @@ def test_integrator_rejects_bad_input(app):
     c = TestClient(app)
     assert c.post("/integrator/cards", data={"persona": "nobody"}).status_code == 404
     assert c.post("/integrator/cards", data={"persona": "demo"},
-                  files={"photo": ("x.png", b"\x89PNG....", "image/png")}).status_code == 400
+                  files={"photo": ("x.png", b"\x89PNG....", "image/png")}).status_code == 400   # not decodable
     assert c.post("/integrator/cards", data={"persona": "demo", "dg13": "[1,2]"}).status_code == 400
     assert c.post("/integrator/cards", data={"persona": "demo", "document_number": "bad number!"}).status_code == 400
     assert c.post("/integrator/reader/insert/card-99").status_code == 404

@@ -174,11 +174,11 @@
       const s = $("chart-series"); s.replaceChildren();
       const W = 640, H = 220, L = 40, B = 30, n = Math.max(d.series.length, 1);
       const max = Math.max(1, ...d.series.map((p) => p.passed + p.referred));
-      const bw = (W - L - 10) / n;
-      s.append(svg("line", { x1: L, y1: H - B, x2: W - 5, y2: H - B, stroke: "#999" }), svg("text", { x: 4, y: 14 }, String(max)), svg("text", { x: 4, y: H - B }, "0"));
+      const bw = Math.min((W - L - 10) / n, 60), top = 28;
+      s.append(svg("line", { x1: L, y1: H - B, x2: W - 5, y2: H - B, stroke: "#999" }), svg("text", { x: 4, y: top + 4 }, String(max)), svg("text", { x: 4, y: H - B }, "0"));
       d.series.forEach((p, i) => {
         const x = L + i * bw + 2, w = Math.max(bw - 4, 2);
-        const hp = (H - B - 10) * p.passed / max, hr = (H - B - 10) * p.referred / max;
+        const hp = (H - B - top) * p.passed / max, hr = (H - B - top) * p.referred / max;
         s.append(svg("rect", { x, y: H - B - hp, width: w, height: hp, fill: "#0a7d28" }));
         s.append(svg("rect", { x, y: H - B - hp - hr, width: w, height: hr, fill: "#b00020" }));
         if (n <= 12 || i % Math.ceil(n / 12) === 0) s.append(svg("text", { x, y: H - 10 }, new Date(p.t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
