@@ -29,6 +29,10 @@ class ReaderSettings(BaseModel):
     name: str | None = Field(None, description="PC/SC reader name (substring) or index")
     read_deadline_s: float = 20.0
     command_timeout_s: float = 3.0
+    document_camera: str = Field("1", description="pcsc lanes: the document camera (OpenCV index or URL) "
+                                                   "whose image gives the printed MRZ")
+    trust_store: Path | None = Field(None, description="pcsc lanes: the CSCA trust store directory "
+                                                      "(cardreader.pki.TrustStore)")
     mrz_source: Literal["printed", "ocr"] = Field(
         "printed", description="simulation: the access key from the card's printed MRZ as is, or read by "
                                "OCR from a rendered photograph of the card (cardreader.scanner)")
@@ -139,6 +143,8 @@ class Settings(BaseSettings):
                 problems.append("integrator_api must be off")
             if self.reader.kind == "simulated":
                 problems.append("reader.kind must be pcsc")
+            if self.reader.trust_store is None:
+                problems.append("reader.trust_store must name the CSCA trust store")
             if self.camera.kind != "webcam":
                 problems.append("camera.kind must be webcam")
             if self.identity.url is None:

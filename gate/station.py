@@ -150,31 +150,20 @@ class FaceStationAdapter:
         return self._v().verify(self.camera, reference, window_s=window_s, on_guidance=on_guidance)
 
 
-class SimulatedLane:
-    """The simulated card reader, document scanner and identity answers of a demo lane.
+class Lane:
+    """One reader and its document scanner: the transaction's `DocumentScanner` (the
+    printed MRZ, read by OCR from the scanner's image) and `DocumentReader` (the chip,
+    read through the Transport seam and checked against the trust store)."""
 
-    The scanner gives the printed MRZ of the card currently on the reader (what an
-    optical MRZ scanner would read from the card's face)."""
-
-    def __init__(self, settings: Settings):
-        from cardreader.transport import SimulatedTransport
+    def __init__(self, settings: Settings, transport: Any, scanner: Any, trust_store: Any):
         self.settings = settings
-        self.transport = SimulatedTransport(None)
-        self._printed: Any = None
-        self._printed_text = ""
-        self.issued: dict[str, Any] = {}      # card id -> IssuedDocument
-        self._trust_store: Any = None
-        self._trusted: set[bytes] = set()
+        self.transport = transport
+        self.scanner = scanner
+        self._trust_store = trust_store
 
-    # DocumentScanner
     def scan(self) -> Any:
-        """The printed MRZ: as issued, or read by OCR from a photograph of the card."""
-        if self._printed is None:
-            raise DeviceRefusal("no_document")
-        if self.settings.reader.mrz_source == "printed":
-            return self._printed
-        from cardreader.scanner import SimulatedDocumentScanner, read_mrz
-        image = SimulatedDocumentScanner(self._printed_text).capture()
+        from cardreader.scanner import read_mrz
+        image = self.scanner.capture(timeout=self.settings.transaction.scan_s)
         if image is None:
             raise DeviceRefusal("no_document")
         scan = read_mrz(image)
@@ -182,19 +171,57 @@ class SimulatedLane:
             raise DeviceRefusal(scan.reason or "unreadable")
         return scan.mrz
 
-    # DocumentReader
     def read(self, key: Any, *, at: dt.datetime, deadline_s: float) -> Any:
         from cardreader.reader import read_document
         return read_document(self.transport, key, trust_store=self.trust_store(), at=at, deadline_s=deadline_s)
 
     def trust_store(self) -> Any:
-        """The simulation trusts its test CSCAs (those that signed the cards it issued), nothing else."""
-        if self._trust_store is None:
-            from cardreader.pki import TrustStore
-            self._trust_store = TrustStore(None)
         return self._trust_store
 
+    def wait_for_card(self, timeout: float) -> bool:
+        return self.transport.wait_for_card(timeout)
+
+    def wait_for_removal(self, timeout: float) -> bool:
+        return self.transport.wait_for_removal(timeout)
+
+    def card_present(self) -> bool:
+        return self.transport.card_present()
+
+    @classmethod
+    def pcsc(cls, settings: Settings) -> "Lane":
+        """A real lane: PC/SC reader, the reader's document camera, the configured trust store."""
+        from cardreader.pki import TrustStore
+        from cardreader.scanner import OpenCVDocumentScanner
+        from cardreader.transport import PcscTransport
+        r = settings.reader
+        name: str | int = int(r.name) if r.name and r.name.isdigit() else (r.name or 0)
+        device: str | int = int(r.document_camera) if r.document_camera.isdigit() else r.document_camera
+        return cls(settings, PcscTransport(name, command_timeout=r.command_timeout_s),
+                   OpenCVDocumentScanner(device), TrustStore(r.trust_store))
+
+
+class SimulatedLane(Lane):
+    """The simulated card reader and document scanner of a demo lane: cards are issued
+    from personas, placed and taken away; the scanner sees the card's printed MRZ
+    (as issued, or read by OCR from a rendered photograph of the card)."""
+
+    def __init__(self, settings: Settings):
+        from cardreader.pki import TrustStore
+        from cardreader.transport import SimulatedTransport
+        super().__init__(settings, SimulatedTransport(None), None, TrustStore(None))
+        self._printed: Any = None
+        self.issued: dict[str, Any] = {}      # card id -> IssuedDocument
+        self._trusted: set[bytes] = set()
+
+    def scan(self) -> Any:
+        if self._printed is None:
+            raise DeviceRefusal("no_document")
+        if self.settings.reader.mrz_source == "printed":
+            return self._printed
+        return super().scan()
+
     def issue(self, persona: Any) -> str:
+        """A card signed by the simulation's test CSCA, which (alone) this lane trusts."""
         from cardreader.sim.issuer import issue
         doc = issue(persona)
         if doc.pki.csca_cert not in self._trusted:
@@ -208,23 +235,17 @@ class SimulatedLane:
         """Place the card on the reader; the scanner sees its printed MRZ."""
         from cardreader.lds.mrz import parse_mrz
         from cardreader.sim.chip import SimulatedChip
+        from cardreader.scanner import SimulatedDocumentScanner
         doc = self.issued[card_id]
-        self._printed_text = doc.persona.mrz
-        self._printed = parse_mrz(self._printed_text)
+        self._printed = parse_mrz(doc.persona.mrz)
+        self.scanner = SimulatedDocumentScanner(doc.persona.mrz)
         self.transport.insert(SimulatedChip(doc))
 
     def remove(self) -> None:
         self.transport.remove()
         self._printed = None
-
-    def wait_for_card(self, timeout: float) -> bool:
-        return self.transport.wait_for_card(timeout)
-
-    def wait_for_removal(self, timeout: float) -> bool:
-        return self.transport.wait_for_removal(timeout)
-
-    def card_present(self) -> bool:
-        return self.transport.card_present()
+        if self.scanner is not None:
+            self.scanner.remove()
 
 
 class ScriptedIdentity:
@@ -330,13 +351,11 @@ class Gate:
             self.audit_error = type(e).__name__
             log.error("audit store unavailable", extra={"error_type": type(e).__name__})
             self.audit = _NoAudit()
-        if s.reader.kind != "simulated":
-            raise NotImplementedError("PC/SC lanes are wired by the lead (cardreader.transport.PcscTransport)")
-        lane = SimulatedLane(s)
+        lane = SimulatedLane(s) if s.reader.kind == "simulated" else Lane.pcsc(s)
         camera = PreviewCamera(camera_from(s.camera.kind, s.camera.source, s.camera.fps, s.camera.simulate_motion))
         face = FaceStationAdapter(s, camera)
         identity = connect(s)
-        if s.integrator_api:
+        if s.integrator_api and s.reader.kind == "simulated":
             identity = ScriptedIdentity(identity)
         devices = Devices(scanner=lane, reader=lane, face=face, identity=identity, audit=self.audit,
                           barrier=SimulatedBarrier(auto_pass_after=None))

@@ -153,8 +153,8 @@ def create_app(gate: Gate, users: UserStore, sessions: Sessions | None = None) -
     app.include_router(_kiosk(gate))
     app.include_router(_console(gate, users, sessions))
     app.include_router(_operations(gate))
-    if s.integrator_api and s.profile != "production":
-        app.include_router(_integrator(gate))
+    if s.integrator_api and s.profile != "production" and hasattr(gate.lane, "issue"):
+        app.include_router(_integrator(gate))   # simulated devices only
     return app
 
 

@@ -185,3 +185,23 @@ def test_access_key_read_by_ocr_from_a_photo_of_the_card(gate):
     gate.lane.remove()
     rec = gate.run_transaction()              # the card was taken away before the scan
     assert rec.reasons == ["scan.no_document"]
+
+
+def test_a_lane_reads_the_access_key_from_its_document_scanner(tmp_path):
+    """The real-lane path (used with PC/SC): a scanner image in, the MRZ by OCR out."""
+    import shutil
+
+    import cv2
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract-ocr not installed")
+    from cardreader.scanner import FolderScanner, SimulatedDocumentScanner
+    from cardreader.sim.persona import load_persona
+    from gate.station import Lane
+    from gate.transaction import DeviceRefusal
+    demo = load_persona("demo")
+    cv2.imwrite(str(tmp_path / "1.png"), SimulatedDocumentScanner(demo.mrz, level="clean").capture())
+    cv2.imwrite(str(tmp_path / "2.png"), 255 * __import__("numpy").ones((600, 900, 3), "uint8"))
+    lane = Lane(Settings(data_dir=tmp_path), transport=None, scanner=FolderScanner(tmp_path), trust_store=None)
+    assert lane.scan().document_number == demo.document_number
+    with pytest.raises(DeviceRefusal):     # a blank page: no MRZ
+        lane.scan()
