@@ -372,3 +372,43 @@ def test_keep_face_images_only_when_configured():
 def test_replace_keeps_fakes_honest():
     # The fixtures above must themselves pass: a changed default would hide failures.
     assert replace(FakeFace()).outcome == "match"
+
+
+def test_json_logs_carry_ids_and_reason_codes_but_no_personal_data():
+    import io
+    import json
+    import logging
+
+    from gate.config import JsonFormatter
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old = root.level
+    root.setLevel(logging.INFO)
+    try:
+        rec, _ = run(face=Face(FakeFace(outcome="no_match", score=0.1)))
+        logging.getLogger("gate.test").info("with stray extras", extra={"surname": "COLLINS",
+                                                                        "document_number": "000123456"})
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert any(x.get("transaction_id") == rec.id and x.get("reasons") == rec.reasons for x in lines)
+    text = stream.getvalue()
+    for secret in ("COLLINS", "EILEEN", "000123456", "1956", "chip"):
+        assert secret not in text
+
+
+def test_unresolved_referral_drops_its_personal_data_after_the_ttl(tmp_path):
+    from gate.config import Settings
+    from gate.station import Gate
+    gate = Gate(Settings(data_dir=tmp_path, transaction={"referral_ttl_s": 0.2}),
+                devices=make(face=Face(FakeFace(outcome="no_match", score=0.1)))[1])
+    rec = gate.run_transaction()
+    assert gate.open_referrals() and rec.personal.chip_face_jpeg is not None
+    time.sleep(0.25)
+    gate.expire_referrals()
+    assert rec.personal.chip_face_jpeg is None and rec.personal.mrz is None
+    assert gate.open_referrals() == []
