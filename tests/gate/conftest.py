@@ -62,9 +62,12 @@ def postgres_url(postgres_server):
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     dsn = postgres_server.replace("postgresql+psycopg://", "postgresql://") + "postgres"
+    # FILE_COPY: PostgreSQL 15's default WAL-logs the whole template, ~0.7 s a database
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" STRATEGY FILE_COPY')
     yield postgres_server + name
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
