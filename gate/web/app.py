@@ -224,12 +224,25 @@ def _kiosk(gate: Gate) -> APIRouter:
 
     @r.get("/kiosk/speech/{state}/{lang}.wav", tags=["kiosk"], responses={200: {"content": {"audio/wav": {}}}})
     def speech(state: str, lang: Literal["vi", "en"]) -> Response:
-        if not gate.settings.kiosk.speech:
-            raise HTTPException(404, "speech is switched off")
         msg = KIOSK_MESSAGES.get(state)
         if msg is None:
             raise HTTPException(404)
-        path = speech_wav(gate.settings.data_dir, gate.settings.kiosk.espeak, msg[lang], lang)
+        return spoken(msg[lang], lang)
+
+    @r.get("/kiosk/speech/guidance/{code}/{lang}.wav", tags=["kiosk"],
+           responses={200: {"content": {"audio/wav": {}}}})
+    def guidance_speech(code: str, lang: Literal["vi", "en"]) -> Response:
+        """The face pipeline's capture guidance, spoken."""
+        from biometrics.pipeline import GUIDANCE
+        g = GUIDANCE.get(code)
+        if g is None:
+            raise HTTPException(404)
+        return spoken(getattr(g, lang), lang)
+
+    def spoken(text: str, lang: str) -> Response:
+        if not gate.settings.kiosk.speech:
+            raise HTTPException(404, "speech is switched off")
+        path = speech_wav(gate.settings.data_dir, gate.settings.kiosk.espeak, text, lang)
         if path is None:
             raise HTTPException(503, "speech synthesiser unavailable")
         return FileResponse(path, media_type="audio/wav")

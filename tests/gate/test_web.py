@@ -67,12 +67,15 @@ def test_spoken_prompts_are_rendered_once_and_cached(app, gate, tmp_path):
     r = c.get("/kiosk/speech/referred/vi.wav")
     assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(r.content) > 4000
     cached = list((tmp_path / "speech").glob("*.wav"))
-    assert len(cached) == 1
+    assert len(cached) == 1            # rendered once, then served from the cache
     mtime = cached[0].stat().st_mtime_ns
     assert c.get("/kiosk/speech/referred/vi.wav").content == r.content
     assert cached[0].stat().st_mtime_ns == mtime
     assert c.get("/kiosk/speech/referred/en.wav").content != r.content
     assert c.get("/kiosk/speech/nonsense/en.wav").status_code == 404
+    g = c.get("/kiosk/speech/guidance/move_closer/vi.wav")
+    assert g.status_code == 200 and g.content[:4] == b"RIFF"
+    assert c.get("/kiosk/speech/guidance/dance/vi.wav").status_code == 404
     gate.settings.kiosk.speech = False
     assert c.get("/kiosk/speech/referred/vi.wav").status_code == 404
 

@@ -17,9 +17,11 @@
     $("sound").setAttribute("aria-pressed", String(on));
   }
 
-  function say(state) {
+  let lastGuidance = null;
+
+  function say(key) {
     if (!speak) return;
-    const parts = ["vi", "en"].map((l) => `/kiosk/speech/${encodeURIComponent(state)}/${l}.wav`);
+    const parts = ["vi", "en"].map((l) => `/kiosk/speech/${key}/${l}.wav`);
     let i = 0;
     audio.onended = () => { if (++i < parts.length) { audio.src = parts[i]; audio.play().catch(() => {}); } };
     audio.src = parts[0];
@@ -51,7 +53,9 @@
     $("guidance").hidden = !g;
     if (g) { $("g-vi").textContent = ev.guidance_vi; $("g-en").textContent = ev.guidance_en || ""; }
     preview(ev.state === "face_capture");
-    if (ev.state !== current) say(ev.state);
+    if (ev.state !== current) say(encodeURIComponent(ev.state));
+    else if (g && ev.guidance && ev.guidance !== lastGuidance) say("guidance/" + encodeURIComponent(ev.guidance));
+    lastGuidance = g ? ev.guidance : null;
     current = ev.state;
   }
 
