@@ -81,6 +81,23 @@ def test_appended_records_form_a_verified_chain(store):
     assert result.ok and result.records == 5
 
 
+def test_append_returns_a_committed_record(store, database_url):
+    rec = store.append(decision())
+    other = sa.create_engine(database_url)         # another connection, as after a crash and restart
+    try:
+        with other.connect() as c:
+            row = c.execute(sa.text("SELECT seq, hash FROM audit_records WHERE id = :i"), {"i": rec.id}).one()
+            head = c.execute(sa.text("SELECT seq, hash FROM audit_chain_head")).one()
+    finally:
+        other.dispose()
+    assert tuple(row) == tuple(head) == (rec.seq, rec.hash)
+
+
+def test_event_times_must_carry_a_zone():
+    with pytest.raises(ValueError):
+        decision(occurred_at=datetime(2026, 11, 1, 8, 0))
+
+
 def test_schema_comes_from_alembic_and_upgrade_is_idempotent(store, database_url, keys):
     fill(store, 1)
     again = AuditStore(database_url, keys)       # runs `upgrade head` on an up-to-date store
