@@ -144,6 +144,15 @@ _DOCUMENT_OUTCOME = {DocumentStatus.REVOKED: ("revoked", "document_revoked"),
 _SEVERITY = ("lost_stolen", "revoked", "exit_ban", "watch_list", "not_found", "clear")
 
 
+MRZ_NAME_FIELD = 30   # TD1's name line, the shortest: longer names arrive truncated
+
+
+def _same_given_names(stored: str, query: str, surname: str) -> bool:
+    """Exact, or a prefix when the query filled the MRZ name field and was cut."""
+    truncated = len(surname) + 2 + len(query) >= MRZ_NAME_FIELD
+    return stored == query or (truncated and bool(query) and stored.startswith(query))
+
+
 class IdentityRegistry:
     """Persons and documents in SQL (SQLite or PostgreSQL), and the check itself."""
 
@@ -179,9 +188,9 @@ class IdentityRegistry:
             doc = s.execute(sa.select(Document).where(
                 Document.number_key == normalise_document_number(document.document_number),
                 Document.issuing_state == document.issuing_state.upper())).scalar_one_or_none()
-            people = s.execute(sa.select(Person).where(
-                Person.surname_key == surname, Person.given_names_key == given,
-                Person.date_of_birth == person.date_of_birth)).scalars().all()
+            people = [p for p in s.execute(sa.select(Person).where(
+                Person.surname_key == surname, Person.date_of_birth == person.date_of_birth)).scalars()
+                if _same_given_names(p.given_names_key, given, surname)]
             if doc is None:
                 findings.append(("not_found", "document_not_found"))
             else:

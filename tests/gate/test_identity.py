@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from gate.identity import (DocumentQuery, HttpIdentityService, IdentityAnswer, IdentityService, PersonQuery,
                            normalise_document_number, normalise_name)
-from gate.identity_service import PERSONAS, SEED_PEOPLE, IdentityRegistry, create_app
+from gate.identity_service import PERSONAS, SEED_PEOPLE, IdentityRegistry, PersonIn, create_app
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 TOKEN = "admin-secret-token"
@@ -90,6 +90,18 @@ def test_seeded_demo_traveller_is_clear_and_seed_is_idempotent(registry):
     before = len(registry.list_persons())
     assert registry.seed() == []
     assert len(registry.list_persons()) == before == len(list(PERSONAS.glob("*.json"))) + len(SEED_PEOPLE)
+
+
+def test_names_cut_by_the_mrz_still_match(registry):
+    registry.add_person(PersonIn(surname="Nguyen", given_names="Thi Ngoc Phuong Thao Anh",
+                                 date_of_birth=date(1990, 4, 1), watch_list=True))
+    cut = "NGUYEN<<THI<NGOC<PHUONG<THAO<A"            # TD1 line 3: 30 characters, truncated
+    surname, given = cut.split("<<")
+    doc = DocumentQuery(document_number="ZZ0000000", issuing_state="UTO")
+    answer = registry.check(PersonQuery(surname=surname, given_names=given, date_of_birth=date(1990, 4, 1)), doc)
+    assert answer.outcome == "watch_list"
+    short = PersonQuery(surname="Nguyen", given_names="Thi", date_of_birth=date(1990, 4, 1))
+    assert registry.check(short, doc).outcome == "not_found"   # an untruncated prefix is another person
 
 
 def test_unknown_document_and_person(registry):
