@@ -368,9 +368,16 @@ class AuditStore:
             return self.keys.aead.decrypt(blob[:12], blob[12:], self._aad(row.seq))
 
     def verify(self) -> VerifyResult:
-        """Walk the chain in sequence order; report the first broken link."""
+        """Walk the chain in sequence order; report the first broken link.
+
+        One snapshot (REPEATABLE READ on PostgreSQL; a WAL read transaction
+        on SQLite), so gates appending meanwhile cannot make the records and
+        the chain head disagree."""
         prev, expect_seq, n = GENESIS, 1, 0
-        with Session(self.engine) as s:
+        engine = self.engine
+        if engine.dialect.name == "postgresql":
+            engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        with Session(engine) as s, s.begin():
             rows = s.execute(sa.select(Row).order_by(Row.seq).execution_options(yield_per=500)).scalars()
             for r in rows:
                 problem = None

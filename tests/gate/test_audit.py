@@ -206,6 +206,27 @@ def test_concurrent_processes_keep_one_chain(store, database_url, tmp_path):
     assert len({r.transaction_id for r in store.search(limit=None)}) == workers * n
 
 
+def test_verify_during_appends_sees_a_consistent_snapshot(store):
+    fill(store, 20)
+    stop = threading.Event()
+
+    def writer():
+        i = 100
+        while not stop.is_set():
+            store.append(decision(i))
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        results = [store.verify() for _ in range(8)]
+    finally:
+        stop.set()
+        t.join()
+    assert all(r.ok for r in results), [r.problem for r in results if not r.ok]
+    assert results[-1].records >= 20
+
+
 def test_unreachable_store_raises_audit_unavailable(keys):
     s = AuditStore("postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=2", keys, migrate=False)
     with pytest.raises(AuditUnavailable):
