@@ -380,3 +380,18 @@ def test_cli_verify_exit_status(tmp_path, monkeypatch, capsys):
     out_file = tmp_path / "export.csv"
     assert _run_cli(["audit", "export", "--document-number", DOC.document_number, "--out", str(out_file)]) == 0
     assert len(out_file.read_text().splitlines()) == 4
+    assert _run_cli(["audit", "search", "--event-type", "decision", "--limit", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == [1, 2]
+
+
+def test_cli_purge_records_itself(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EGATE_AUDIT__RETENTION_DAYS", "0")
+    s = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}", AuditKeys.load_or_create(tmp_path / "audit.key"))
+    fill(s, 2)
+    assert _run_cli(["audit", "purge", "--actor", "auditor-1"]) == 0
+    assert "2 personal references" in capsys.readouterr().out
+    assert [r.actor for r in s.search(event_type="purge")] == ["auditor-1"]
+    assert s.search(document_number=DOC.document_number) == [] and s.verify().ok
+    s.close()
