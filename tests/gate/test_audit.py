@@ -109,6 +109,14 @@ def test_schema_comes_from_alembic_and_upgrade_is_idempotent(store, database_url
         again.close()
 
 
+def test_migrations_match_the_models(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    with store.engine.connect() as c:
+        ctx = MigrationContext.configure(c, opts={"version_table": "audit_alembic_version"})
+        assert compare_metadata(ctx, audit.Base.metadata) == []
+
+
 def test_modified_record_is_named(store):
     records = fill(store, 4)
     sql(store, "UPDATE audit_records SET outcome = 'refer' WHERE id = :id", id=records[2].id)
