@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -34,13 +35,11 @@ from cardreader.lds.mrz import MRZ, MRZError, check_digit, parse_mrz
 
 WIDTHS = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44)}
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
-_TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "T": "1", "Z": "2", "B": "8",
-             "S": "5", "G": "6", "A": "4", "<": "<"}
-_TO_LETTER = {"0": "O", "1": "I", "2": "Z", "8": "B", "5": "S", "6": "G", "4": "A", "7": "T"}
 # Single-character confusions tried under check-digit guidance (both directions).
-_CONFUSIONS = {"O": "0DQ", "0": "OD", "D": "0O", "Q": "0O", "I": "1L", "1": "I7", "L": "1",
-               "B": "8", "8": "B", "S": "5", "5": "S", "Z": "2", "2": "Z", "G": "6", "6": "G",
-               "K": "<", "<": "K", "A": "4", "4": "A", "7": "1", "U": "0"}
+_CONFUSIONS = {"O": "0", "0": "OD", "D": "0", "I": "1", "1": "I", "B": "8", "8": "B", "S": "5", "5": "S",
+               "Z": "2", "2": "Z", "G": "6", "6": "G", "K": "<", "<": "K"}
+_AMBIGUOUS = 0.15  # a substitution is tried only where the glyph fits the alternative about as well
+OCRB_FONT = Path("/usr/share/fonts/opentype/ocr-b/OCRB.otf")
 _TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
                   "/usr/share/tessdata")
 
@@ -68,6 +67,7 @@ class Correction:
 class LineReading:
     text: str
     confidences: tuple[float, ...]
+    scores: tuple[np.ndarray, ...] = ()  # per cell: OCR-B glyph correlation with each of _ALPHABET
 
 
 @dataclass(frozen=True, repr=False)
@@ -193,16 +193,42 @@ def _text_lines(gray: np.ndarray) -> list[_Line]:
     bw = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, rect(27, 3))
     bw = cv2.morphologyEx(bw, cv2.MORPH_OPEN, rect(11, 5))
     contours, _ = cv2.findContours(bw, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    pieces = [(_norm_rect(cv2.minAreaRect(c)), c.reshape(-1, 2)) for c in contours if len(c) >= 5]
+    pieces = [p for p in pieces if p[0].height > 5 and p[0].length > 2 * p[0].height]
+    merged = _merge_pieces(sorted(pieces, key=lambda p: p[0].rect[0][0]))
     lines = []
-    for c in contours:
-        if len(c) < 5:
-            continue
-        ln = _norm_rect(cv2.minAreaRect(c))
-        if ln.length > 0.2 * max(h, w) and ln.length > 8 * ln.height and ln.height > 5:
+    for ln in merged:
+        if ln.length > 0.2 * max(h, w) and ln.length > 8 * ln.height:
             (cx, cy), (lw, lh), a = ln.rect
             lines.append(_Line(((cx / scale, cy / scale), (lw / scale, lh / scale), a),
                                lw / scale, lh / scale, a))
     return lines
+
+
+def _merge_pieces(pieces: list[tuple[_Line, np.ndarray]]) -> list[_Line]:
+    """Join blobs that continue one another along the same text line (a line the smearing
+    broke at a wide gap), left to right."""
+    chains: list[list] = []
+    for ln, pts in pieces:
+        for chain in chains:
+            last = chain[-1][0]
+            (lx, ly), (cx, cy) = last.rect[0], ln.rect[0]
+            slope = np.tan(np.deg2rad(last.angle))
+            expected_y = ly + slope * (cx - lx)
+            gap = (cx - lx) - (last.length + ln.length) / 2
+            if abs(cy - expected_y) < 0.5 * last.height and -0.2 * last.length < gap < 2.5 * last.height \
+                    and 0.6 < ln.height / last.height < 1.6:
+                chain.append((ln, pts))
+                break
+        else:
+            chains.append([(ln, pts)])
+    out = []
+    for chain in chains:
+        if len(chain) == 1:
+            out.append(chain[0][0])
+        else:
+            out.append(_norm_rect(cv2.minAreaRect(np.concatenate([p for _, p in chain]).astype(np.float32))))
+    return out
 
 
 def _groups(lines: list[_Line]) -> list[list[_Line]]:
@@ -257,25 +283,107 @@ def _pitch(symbols: list[tuple[str, float, float, float]]) -> float | None:
     return float((offsets * cells).sum() / (cells * cells).sum())
 
 
-def _to_cells(symbols: list[tuple[str, float, float, float]], width: int, pitch: float) -> LineReading:
-    """Place symbols into `width` monospaced cells by their x position. Every MRZ line
-    starts with a character that is not a filler, so the first symbol anchors cell 0."""
+_GLYPH_SIZE = (28, 34)  # template cell (w, h): one OCR-B advance by digit-top..baseline
+
+
+@lru_cache(maxsize=1)
+def _glyphs() -> np.ndarray:
+    """OCR-B templates of the 37 MRZ characters, one advance wide, zero-mean unit-norm."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(OCRB_FONT), 100)
+    adv = font.getlength("0")
+    out = []
+    for ch in _ALPHABET:
+        img = Image.new("L", (int(np.ceil(adv)), 130), 0)
+        ImageDraw.Draw(img).text((0, 0), ch, font=font, fill=255)
+        band = np.asarray(img, np.float32)[_BAND[0]:_BAND[1] + 1]
+        out.append(_normalise(cv2.resize(band, _GLYPH_SIZE, interpolation=cv2.INTER_AREA)))
+    return np.stack(out)
+
+
+_BAND = (17, 95)  # OCR-B at 100 pt: top of the digits to the bottom of the letters
+_ADVANCE = 72.3   # OCR-B advance at 100 pt
+
+
+def _normalise(a: np.ndarray) -> np.ndarray:
+    a = a - a.mean()
+    return a / (np.linalg.norm(a) + 1e-6)
+
+
+def _glyph_scores(ink: np.ndarray, cx: float, top: float, bottom: float, pitch: float) -> np.ndarray:
+    """Best normalised correlation of the cell around `cx` with each OCR-B template,
+    allowing a few pixels of slack in both directions."""
+    tw, th = _GLYPH_SIZE
+    slack_x, slack_y = 4, 3
+    sx, sy = pitch / tw, (bottom - top) / th
+    src = np.float32([[cx - pitch / 2 - slack_x * sx, top - slack_y * sy],
+                      [cx + pitch / 2 + slack_x * sx, top - slack_y * sy],
+                      [cx - pitch / 2 - slack_x * sx, bottom + slack_y * sy]])
+    dst = np.float32([[0, 0], [tw + 2 * slack_x, 0], [0, th + 2 * slack_y]])
+    patch = cv2.warpAffine(ink, cv2.getAffineTransform(src, dst), (tw + 2 * slack_x, th + 2 * slack_y),
+                           flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    if patch.std() < 1e-3:
+        return np.zeros(len(_ALPHABET), np.float32)
+    return np.array([cv2.matchTemplate(patch, t, cv2.TM_CCOEFF_NORMED).max() for t in _glyphs()], np.float32)
+
+
+def _baseline(ink: np.ndarray) -> float:
+    """The row letters and digits stand on (the last row with substantial ink)."""
+    _, bw = cv2.threshold(ink.astype(np.uint8), 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    rows = bw.sum(axis=1)
+    on = np.flatnonzero(rows > 0.08 * rows.max())
+    return float(on[-1]) if len(on) else float(ink.shape[0] - 1)
+
+
+def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], width: int,
+              pitch: float) -> LineReading:
+    """One character per monospaced cell. Every MRZ line starts with a character that is not
+    a filler, so the first symbol anchors cell 0. The engine's symbol is kept unless the
+    OCR-B glyph comparison clearly prefers another character (0/O, 9/O, C/0 and the like,
+    which the general-purpose English model confuses); an empty cell takes the glyph's."""
+    ink = 255.0 - crop.astype(np.float32)
+    bottom = _baseline(ink)
+    top = bottom - (_BAND[1] - _BAND[0]) / _ADVANCE * pitch  # OCR-B proportions, from the pitch
     start = (symbols[0][2] + symbols[0][3]) / 2
-    cells: list[tuple[str, float] | None] = [None] * width
+    cells: list[tuple[str, float, float] | None] = [None] * width
+    runs: set[int] = set()
     for s in symbols:
-        i = int(round(((s[2] + s[3]) / 2 - start) / pitch))
+        c = (s[2] + s[3]) / 2
+        if s[0] == "<" and s[3] - s[2] > 1.5 * pitch:  # one box over a run of fillers
+            first, last = (int(round((x - start) / pitch)) for x in (s[2] + pitch / 2, s[3] - pitch / 2))
+            for i in range(max(first, 0), min(last, width - 1) + 1):
+                if cells[i] is None:
+                    cells[i] = ("<", s[1], start + i * pitch)
+                    runs.add(i)
+            continue
+        i = int(round((c - start) / pitch))
         if 0 <= i < width and (cells[i] is None or cells[i][1] < s[1]):
-            cells[i] = (s[0], s[1])
-    text, conf = [], []
+            cells[i] = (s[0], s[1], c)
+    text, conf, scores = [], [], []
     for i, cell in enumerate(cells):
-        if cell is None:  # an empty cell inside or after a filler run is a filler; elsewhere unknown
+        cx = cell[2] if cell else start + i * pitch
+        sc = _glyph_scores(ink, cx, top, bottom, pitch)
+        best = int(sc.argmax())
+        if cell is None:  # the engine skipped it: a filler between fillers, else the glyph if clear
             before = next((c for c in reversed(cells[:i]) if c), None)
             after = next((c for c in cells[i + 1:] if c), None)
-            filler = before is not None and before[0] == "<" and (after is None or after[0] == "<")
-            cell = ("<", 0.5) if filler else ("?", 0.0)
-        text.append(cell[0])
-        conf.append(cell[1])
-    return LineReading("".join(text), tuple(conf))
+            if before is not None and before[0] == "<" and (after is None or after[0] == "<"):
+                ch, cf = "<", 0.5
+            else:
+                ch, cf = (_ALPHABET[best], float(sc[best])) if sc[best] > 0.6 else ("?", 0.0)
+        else:
+            ch, cf = cell[0], cell[1]
+            margin = _GLYPH_MARGIN / 2 if _ALPHABET[best] == "<" else _GLYPH_MARGIN  # the chevron is unmistakable
+            if i not in runs and _ALPHABET[best] != ch and sc[best] - sc[_ALPHABET.index(ch)] > margin:
+                ch, cf = _ALPHABET[best], min(cf, float(sc[best]))
+        text.append(ch)
+        conf.append(cf)
+        scores.append(sc)
+    return LineReading("".join(text), tuple(conf), tuple(scores))
+
+
+_GLYPH_MARGIN = 0.06
 
 
 def _field_map(fmt: str) -> list[list[str]]:
@@ -300,21 +408,26 @@ def _field_map(fmt: str) -> list[list[str]]:
                   ("d", "date_of_birth", 7), ("a", "sex", 1), ("d", "date_of_expiry", 7)] + tail)]
 
 
-def _force_alphabet(lines: list[str], fmt: str) -> tuple[list[str], list[Correction]]:
+_DIGITS = frozenset("0123456789<")
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ<")
+
+
+def _force_alphabet(lines: list[str], fmt: str, scores) -> tuple[list[str], list[Correction]]:
+    """Positional knowledge: a digit where only letters may stand (or the reverse) becomes the
+    best-fitting OCR-B glyph of the allowed alphabet."""
     fixes, out = [], []
     for li, (line, (kinds, names)) in enumerate(zip(lines, _field_map(fmt))):
         chars = list(line)
         for ci, (ch, kind) in enumerate(zip(chars, kinds)):
-            new = ch
-            if kind == "d" and ch not in "0123456789<":
-                new = _TO_DIGIT.get(ch, ch)
-            elif kind == "a" and ch.isdigit():
-                new = _TO_LETTER.get(ch, ch)
-            if names[ci] == "document_number_check" and ch in _TO_DIGIT and ch != "<":
-                new = _TO_DIGIT[ch]
-            if new != ch:
-                chars[ci] = new
-                fixes.append(Correction(li, ci, names[ci], ch, new, "alphabet"))
+            if names[ci] == "document_number_check":
+                kind = "d"
+            allowed = _DIGITS if kind == "d" else _LETTERS if kind == "a" else None
+            if allowed is None or ch in allowed:
+                continue
+            sc = scores[li][ci]
+            new = max(allowed, key=lambda c: sc[_ALPHABET.index(c)])
+            chars[ci] = new
+            fixes.append(Correction(li, ci, names[ci], ch, new, "alphabet"))
         out.append("".join(chars))
     return out, fixes
 
@@ -326,7 +439,7 @@ def _parse(lines: list[str], today) -> MRZ | None:
         return None
 
 
-def _check_guided(lines: list[str], fmt: str, today) -> tuple[list[str], list[Correction]]:
+def _check_guided(lines: list[str], fmt: str, today, scores) -> tuple[list[str], list[Correction]]:
     """Fix failing fields by one confusion substitution, only when exactly one candidate
     makes the field's own check digit and the composite check digit pass."""
     fixes: list[Correction] = []
@@ -344,7 +457,10 @@ def _check_guided(lines: list[str], fmt: str, today) -> tuple[list[str], list[Co
         winners = []
         for li, ci in positions:
             ch = lines[li][ci]
+            sc = scores[li][ci]
             for alt in _CONFUSIONS.get(ch, ""):
+                if sc[_ALPHABET.index(alt)] < sc[_ALPHABET.index(ch)] - _AMBIGUOUS:
+                    continue
                 trial = list(lines)
                 trial[li] = trial[li][:ci] + alt + trial[li][ci + 1:]
                 m = _parse(trial, today)
@@ -362,9 +478,8 @@ def _check_guided(lines: list[str], fmt: str, today) -> tuple[list[str], list[Co
 def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Reading:
     ordered = list(reversed(group)) if flip else group
     n = len(ordered)
-    raw = []
-    for ln in ordered:
-        raw.append(engine().read_line(_crop_line(gray, ln, flip)))
+    crops = [_crop_line(gray, ln, flip) for ln in ordered]
+    raw = [engine().read_line(c) for c in crops]
     pitches = [_pitch(r) if r else None for r in raw]
     if any(p is None for p in pitches):
         return Reading((), 0.0, problem="unreadable")
@@ -375,7 +490,7 @@ def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Read
         cells = ((last[-1][2] + last[-1][3]) - (last[0][2] + last[0][3])) / 2 / pitches[-1] + 1
         fmt = "TD2" if abs(cells - 36) < abs(cells - 44) else "TD3"
     width = WIDTHS[fmt][1]
-    readings = [_to_cells(r, width, p) for r, p in zip(raw, pitches)]
+    readings = [_to_cells(c, r, width, p) for c, r, p in zip(crops, raw, pitches)]
     lines = [r.text for r in readings]
     confs = [c for r in readings for c in r.confidences]
     confidence = float(np.mean(confs)) if confs else 0.0
@@ -384,8 +499,8 @@ def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Read
     box = (float(x), float(y), float(w), float(h))
     if any(len(t) != width or "?" in t for t in lines):
         return Reading(tuple(lines), confidence, problem="unreadable", box=box)
-    lines, fixes = _force_alphabet(lines, fmt)
-    lines, fixes2 = _check_guided(lines, fmt, today)
+    lines, fixes = _force_alphabet(lines, fmt, [r.scores for r in readings])
+    lines, fixes2 = _check_guided(lines, fmt, today, [r.scores for r in readings])
     fixes += fixes2
     mrz = _parse(lines, today)
     if mrz is None:
