@@ -358,11 +358,16 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
                     runs.add(i)
             continue
         i = int(round((c - start) / pitch))
-        if 0 <= i < width and (cells[i] is None or cells[i][1] < s[1]):
+        # two symbols in one cell (a split glyph): keep the one nearer the cell's centre
+        if 0 <= i < width and (cells[i] is None or i in runs
+                               or abs(c - start - i * pitch) < abs(cells[i][2] - start - i * pitch)):
             cells[i] = (s[0], s[1], c)
+            runs.discard(i)
     text, conf, scores = [], [], []
     for i, cell in enumerate(cells):
-        cx = cell[2] if cell else start + i * pitch
+        cx = start + i * pitch
+        if cell is not None and abs(cell[2] - cx) < 0.3 * pitch:  # the symbol's own place follows local skew
+            cx = cell[2]
         sc = _glyph_scores(ink, cx, top, bottom, pitch)
         best = int(sc.argmax())
         if cell is None:  # the engine skipped it: a filler between fillers, else the glyph if clear
@@ -375,7 +380,8 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
         else:
             ch, cf = cell[0], cell[1]
             margin = _GLYPH_MARGIN / 2 if _ALPHABET[best] == "<" else _GLYPH_MARGIN  # the chevron is unmistakable
-            if i not in runs and _ALPHABET[best] != ch and sc[best] - sc[_ALPHABET.index(ch)] > margin:
+            if i not in runs and _ALPHABET[best] != ch and sc[best] > _GLYPH_SURE \
+                    and sc[best] - sc[_ALPHABET.index(ch)] > margin:
                 ch, cf = _ALPHABET[best], min(cf, float(sc[best]))
         text.append(ch)
         conf.append(cf)
@@ -384,6 +390,7 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
 
 
 _GLYPH_MARGIN = 0.06
+_GLYPH_SURE = 0.75  # a glyph fit below this never overrides the engine
 
 
 def _field_map(fmt: str) -> list[list[str]]:

