@@ -9,7 +9,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 apt_pkgs=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev swig gcc python3-dev python3-venv
-          espeak-ng tesseract-ocr tesseract-ocr-eng fonts-ocr-b libgl1 libglib2.0-0)
+          espeak-ng tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev pkg-config fonts-ocr-b libgl1 libglib2.0-0)
 [ $want_test = 1 ] && apt_pkgs+=(postgresql chromium)
 
 missing=()

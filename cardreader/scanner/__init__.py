@@ -114,7 +114,7 @@ def read_mrz(image, *, today=None, min_confidence: float = MIN_CONFIDENCE) -> Sc
         return ScanResult(ok=False, reason=reason, seconds=time.perf_counter() - start)
     readings = find_and_read(gray, today=today)
     elapsed = time.perf_counter() - start
-    valid = {r.lines: r for r in readings if r.mrz is not None and r.mrz.valid}
+    valid = {r.lines: r for r in readings if r.mrz is not None and r.mrz.valid and r.problem is None}
     if len(valid) > 1:
         return ScanResult(ok=False, reason="multiple_mrz", seconds=elapsed)
     if not readings:
@@ -122,7 +122,7 @@ def read_mrz(image, *, today=None, min_confidence: float = MIN_CONFIDENCE) -> Sc
     best = readings[0]
     result = dict(mrz=best.mrz, confidence=best.confidence, corrections=best.corrections,
                   orientation=best.orientation, seconds=elapsed)
-    if best.mrz is None or not best.mrz.valid:
+    if best.mrz is None or not best.mrz.valid or best.problem:
         return ScanResult(ok=False, reason=best.problem or "check_digit_failed", **result)
     if best.confidence < min_confidence:
         return ScanResult(ok=False, reason="low_confidence", **result)

@@ -345,44 +345,69 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
     ink = 255.0 - crop.astype(np.float32)
     bottom = _baseline(ink)
     top = bottom - (_BAND[1] - _BAND[0]) / _ADVANCE * pitch  # OCR-B proportions, from the pitch
-    start = (symbols[0][2] + symbols[0][3]) / 2
+    # Walk the symbols left to right, tracking the local pitch, which perspective stretches
+    # or squeezes along the line; a symbol less than half a pitch from the last is a split
+    # glyph or a spurious box and competes for the same cell.
     cells: list[tuple[str, float, float] | None] = [None] * width
     runs: set[int] = set()
-    for s in symbols:
+    anchor_c, anchor_i, lp = (symbols[0][2] + symbols[0][3]) / 2, 0, pitch
+    cells[0] = (symbols[0][0], symbols[0][1], anchor_c)
+    for s in symbols[1:]:
         c = (s[2] + s[3]) / 2
-        if s[0] == "<" and s[3] - s[2] > 1.5 * pitch:  # one box over a run of fillers
-            first, last = (int(round((x - start) / pitch)) for x in (s[2] + pitch / 2, s[3] - pitch / 2))
-            for i in range(max(first, 0), min(last, width - 1) + 1):
+        if s[0] == "<" and s[3] - s[2] > 1.5 * lp:  # one box over a run of fillers
+            first = anchor_i + max(1, int(round((s[2] + lp / 2 - anchor_c) / lp)))
+            last = anchor_i + int(round((s[3] - lp / 2 - anchor_c) / lp))
+            for i in range(first, min(last, width - 1) + 1):
                 if cells[i] is None:
-                    cells[i] = ("<", s[1], start + i * pitch)
+                    cells[i] = ("<", s[1], anchor_c + (i - anchor_i) * lp)
                     runs.add(i)
+            if last >= first:
+                anchor_c, anchor_i = anchor_c + (last - anchor_i) * lp, last
             continue
-        i = int(round((c - start) / pitch))
-        # two symbols in one cell (a split glyph): keep the one nearer the cell's centre
-        if 0 <= i < width and (cells[i] is None or i in runs
-                               or abs(c - start - i * pitch) < abs(cells[i][2] - start - i * pitch)):
-            cells[i] = (s[0], s[1], c)
-            runs.discard(i)
+        k = int(round((c - anchor_c) / lp))
+        if k <= 0:  # pieces of one glyph: the cell's centre is between them
+            anchor_c = (anchor_c + c) / 2
+            if s[1] > cells[anchor_i][1] and anchor_i not in runs:
+                cells[anchor_i] = (s[0], s[1], anchor_c)
+            continue
+        i = anchor_i + k
+        if i >= width:  # surplus fillers pushed the line's last character past the end
+            if s is symbols[-1] and s[0] != "<" and (cells[-1] is None or cells[-1][0] == "<"):
+                cells[-1] = (s[0], s[1], c)
+                runs.discard(width - 1)
+            break
+        if k == 1:
+            lp = 0.8 * lp + 0.2 * (c - anchor_c)
+        cells[i] = (s[0], s[1], c)
+        runs.discard(i)
+        anchor_c, anchor_i = c, i
+    known = [(i, cell[2]) for i, cell in enumerate(cells) if cell]
+    centres = np.interp(np.arange(width), [k for k, _ in known], [c for _, c in known])
+    if known[-1][0] < width - 1:  # extrapolate beyond the last symbol with the local pitch
+        tail = np.arange(known[-1][0] + 1, width)
+        centres[tail] = known[-1][1] + (tail - known[-1][0]) * lp
     text, conf, scores = [], [], []
     for i, cell in enumerate(cells):
-        cx = start + i * pitch
-        if cell is not None and abs(cell[2] - cx) < 0.3 * pitch:  # the symbol's own place follows local skew
-            cx = cell[2]
+        cx = float(centres[i])
         sc = _glyph_scores(ink, cx, top, bottom, pitch)
         best = int(sc.argmax())
-        if cell is None:  # the engine skipped it: a filler between fillers, else the glyph if clear
+        if cell is None:  # the engine skipped it: the glyph if clear, a filler between fillers
             before = next((c for c in reversed(cells[:i]) if c), None)
             after = next((c for c in cells[i + 1:] if c), None)
-            if before is not None and before[0] == "<" and (after is None or after[0] == "<"):
+            if sc[best] > _GLYPH_SURE:
+                ch, cf = _ALPHABET[best], float(sc[best])
+            elif before is not None and before[0] == "<" and (after is None or after[0] == "<"):
                 ch, cf = "<", 0.5
             else:
-                ch, cf = (_ALPHABET[best], float(sc[best])) if sc[best] > 0.6 else ("?", 0.0)
+                ch, cf = "?", 0.0
         else:
             ch, cf = cell[0], cell[1]
             margin = _GLYPH_MARGIN / 2 if _ALPHABET[best] == "<" else _GLYPH_MARGIN  # the chevron is unmistakable
             if i not in runs and _ALPHABET[best] != ch and sc[best] > _GLYPH_SURE \
                     and sc[best] - sc[_ALPHABET.index(ch)] > margin:
                 ch, cf = _ALPHABET[best], min(cf, float(sc[best]))
+        if ch in _ALPHABET:  # the engine's certainty, capped by how well the OCR-B glyph fits
+            cf = min(cf, float(sc[_ALPHABET.index(ch)]))
         text.append(ch)
         conf.append(cf)
         scores.append(sc)
@@ -390,6 +415,8 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
 
 
 _GLYPH_MARGIN = 0.06
+_UNCHECKED = frozenset({"document_code", "issuing_state", "name", "sex", "nationality"})
+_UNCHECKED_MIN = 0.6
 _GLYPH_SURE = 0.75  # a glyph fit below this never overrides the engine
 
 
@@ -512,6 +539,12 @@ def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Read
     mrz = _parse(lines, today)
     if mrz is None:
         return Reading(tuple(lines), confidence, tuple(fixes), problem="unreadable", box=box)
+    # Names, codes and sex carry no check digit: every letter in them must be sure (a filler
+    # read as a letter, the dangerous case, is caught here).
+    unprotected = [r.confidences[ci] for r, (kinds, names) in zip(readings, _field_map(fmt))
+                   for ci, name in enumerate(names) if name in _UNCHECKED and r.text[ci] != "<"]
+    if unprotected and min(unprotected) < _UNCHECKED_MIN:
+        return Reading(tuple(lines), confidence, tuple(fixes), mrz, "low_confidence", box)
     confidence *= 0.97 ** len([f for f in fixes if f.rule == "check_digit"])
     return Reading(tuple(lines), confidence, tuple(fixes), mrz,
                    None if mrz.valid else "check_digit_failed", box)
@@ -532,7 +565,7 @@ def find_and_read(gray: np.ndarray, *, today=None, max_candidates: int = 4) -> l
                 continue
             first = _read_group(img, group, False, today)
             best = first
-            if not (first.mrz and first.mrz.valid):
+            if _rank(first)[0] is False:
                 second = _read_group(img, group, True, today)
                 best = max((first, second), key=_rank)
             readings.append(Reading(best.lines, best.confidence, best.corrections, best.mrz, best.problem,
@@ -547,6 +580,6 @@ def _overlaps(group: list[_Line], reading: Reading) -> bool:
 
 
 def _rank(r: Reading) -> tuple:
-    valid = r.mrz is not None and r.mrz.valid
+    valid = r.mrz is not None and r.mrz.valid and r.problem is None
     passed = sum(r.mrz.checks.values()) if r.mrz else -1
     return (valid, passed, r.confidence)
