@@ -7,18 +7,24 @@ Three steps, each of which can say no:
    are smeared horizontally into line blobs, in the image as given and turned a
    quarter, and groups of 2-3 blobs that look like an MRZ become candidates.
 2. *Recognise.* Each line is cut out along its own rotated rectangle (so skew
-   and mild perspective are undone per line) and read by Tesseract's LSTM
-   engine, restricted to ``A-Z 0-9 <`` and a single text line. Because OCR-B is
-   monospaced, every recognised symbol is put in its character cell by its x
-   position, which repairs the usual dropped or doubled ``<`` in filler runs.
+   is undone per line) and read by Tesseract's LSTM engine, restricted to
+   ``A-Z 0-9 <`` and a single text line. OCR-B is monospaced, so every symbol
+   is put in its character cell by walking the line with the local pitch
+   (perspective stretches it), which repairs the engine's dropped, doubled or
+   split symbols. Each cell is also compared with the 37 OCR-B glyphs: the
+   general-purpose English model confuses 0/O, C/0, K/<, and a clearly better
+   glyph fit overrides it; the fit also caps each character's confidence.
    Upside-down candidates are read the other way round when the first reading
    does not parse.
-3. *Correct, conservatively.* Characters are first forced to their field's
-   alphabet (digits in dates and check digits, letters in state codes and
-   names). Then, only for a field whose check digit fails, single OCR-confusion
-   substitutions are tried, and one is kept only when exactly one candidate
-   satisfies both the field's and the composite check digit. Nothing is ever
-   guessed across several positions; a field that still fails is reported.
+3. *Correct, conservatively.* A character outside its field's alphabet (a
+   letter in a date or check digit, a digit in a name or state code) becomes
+   the best-fitting glyph of the allowed alphabet. Then, only for a field whose
+   check digit fails, single confusion substitutions (O/0, I/1, B/8, S/5, Z/2,
+   G/6, K/<) are tried where the glyph fits both about equally, and one is kept
+   only when exactly one candidate satisfies both the field's and the composite
+   check digit. Nothing is guessed across several positions. Fields without a
+   check digit (names, codes, sex) must be glyph-sure in every letter, or the
+   reading is refused as `low_confidence`.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cardreader.lds.mrz import MRZ, MRZError, check_digit, parse_mrz
+from cardreader.lds.mrz import MRZ, MRZError, parse_mrz
 
 WIDTHS = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44)}
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"

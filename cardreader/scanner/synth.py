@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cardreader.lds.mrz import build_td1, build_td2, build_td3
+from cardreader.scanner.ocr import OCRB_FONT
 
-OCRB_FONT = Path("/usr/share/fonts/opentype/ocr-b/OCRB.otf")
 CLUTTER_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 FORMATS = ("TD1", "TD2", "TD3")
 LEVELS = ("clean", "moderate", "severe")
