@@ -36,6 +36,9 @@ class ReaderSettings(BaseModel):
     mrz_source: Literal["printed", "ocr"] = Field(
         "printed", description="simulation: the access key from the card's printed MRZ as is, or read by "
                                "OCR from a rendered photograph of the card (cardreader.scanner)")
+    demo_card: bool = Field(True, description="demo profile, simulated reader: once the face models are "
+                                              "loaded, the demo persona's card is placed on the reader and "
+                                              "taken back after the outcome was shown (one whole transaction)")
 
 
 class CameraSettings(BaseModel):

@@ -385,6 +385,45 @@ class Gate:
                 log.exception("lane loop error")
                 time.sleep(0.5)
 
+    def play_demo(self, show_s: float = 20.0, models_wait_s: float = 180.0) -> threading.Thread:
+        """The demo's one traveller: when the face models are loaded, the demo card goes on the
+        simulated reader, the transaction runs with the configured camera, and the card is
+        taken back after the outcome has been shown. A referral stays for the console."""
+        def run() -> None:
+            from cardreader.sim.persona import load_persona
+            end = time.monotonic() + models_wait_s
+            while (not self._stop.is_set() and time.monotonic() < end and not getattr(self.face, "ready", True)
+                   and getattr(self.face, "error", None) is None):
+                time.sleep(0.2)
+            if self._stop.is_set():
+                return
+            card = self.lane.issue(load_persona("demo"))
+            seen = len(self.history)
+            self.lane.insert(card)
+            while not self._stop.is_set() and len(self.history) == seen:
+                time.sleep(0.2)
+            self._stop.wait(show_s)
+            self.lane.remove()
+
+        t = threading.Thread(target=run, daemon=True, name="demo-traveller")
+        t.start()
+        return t
+
+    def demo_note(self) -> str | None:
+        """What the kiosk says about its simulated devices (demo profile only)."""
+        s = self.settings
+        if s.profile != "demo" or s.reader.kind != "simulated":
+            return None
+        cam = s.camera
+        if cam.kind == "webcam":
+            camera = "webcam"
+        else:
+            camera = f"simulated camera playing {Path(str(cam.source)).name}" + (
+                " with simulated head movement" if cam.kind == "images" and cam.simulate_motion else "")
+        return (f"Demo gate: simulated card reader, {camera}, simulated barrier. The demo card is placed "
+                "once at start; a still photo, even moved, is refused by liveness and referred to an "
+                "officer. Integrator API: /docs")
+
     def _publish_waiting(self) -> None:
         self.bus.publish({"state": State.WAITING.value, "transaction_id": None})
 
@@ -560,6 +599,8 @@ def _cmd_run(args) -> int:
         print("No supervisor account: create one with `python -m gate users add NAME --role supervisor`")
     g = Gate(settings)
     g.start()
+    if settings.profile == "demo" and settings.reader.kind == "simulated" and settings.reader.demo_card:
+        g.play_demo()
     app = create_app(g, users)
     base = f"http://{settings.host}:{settings.port}"
     print(f"Kiosk:   {base}/kiosk")

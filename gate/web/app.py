@@ -187,6 +187,11 @@ def _kiosk(gate: Gate) -> APIRouter:
     def messages() -> dict[str, dict[str, str]]:
         return KIOSK_MESSAGES
 
+    @r.get("/api/kiosk/info", tags=["kiosk"])
+    def info() -> dict[str, Any]:
+        """The lane's profile and, on a demo gate, what is simulated (shown in the kiosk's footer)."""
+        return {"profile": gate.settings.profile, "demo_note": gate.demo_note()}
+
     @r.get("/api/kiosk/state", tags=["kiosk"])
     def state() -> dict[str, Any]:
         return gate.bus.last

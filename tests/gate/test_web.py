@@ -96,11 +96,13 @@ def test_health_ready_metrics(app, gate):
 def test_openapi_describes_the_api_and_integrator_only_when_enabled(tmp_path, app):
     paths = TestClient(app).get("/openapi.json").json()["paths"]
     assert {"/integrator/cards", "/api/console/login", "/kiosk/events", "/readyz"} <= set(paths)
-    g = Gate(Settings(data_dir=tmp_path / "off", integrator_api=False))
+    # no models: a second gate loading them in the background only steals CPU from the next tests
+    g = Gate(Settings(data_dir=tmp_path / "off", models_dir=tmp_path / "no-models", integrator_api=False))
     paths = TestClient(create_app(g, UserStore.in_dir(tmp_path / "off"))).get("/openapi.json").json()["paths"]
     assert not any(p.startswith("/integrator") for p in paths)
     assert TestClient(create_app(g, UserStore.in_dir(tmp_path / "off"))).post(
         "/integrator/reader/remove").status_code == 404
+    g.stop()
     with pytest.raises(ValueError):
         Settings(profile="production", integrator_api=True)
 
@@ -208,3 +210,18 @@ def test_a_lane_reads_the_access_key_from_its_document_scanner(tmp_path):
     assert lane.scan().document_number == demo.document_number
     with pytest.raises(DeviceRefusal):     # a blank page: no MRZ
         lane.scan()
+
+
+def test_demo_plays_one_traveller_and_says_what_is_simulated(app, gate):
+    """The demo start: the demo card goes on the reader once, the transaction runs, the card is
+    taken back; the kiosk's note names the simulated devices (and only on a demo gate)."""
+    gate.devices.face.result = FakeFace(outcome="no_match", score=0.1)
+    gate.start()
+    t = gate.play_demo(show_s=0.2)
+    t.join(timeout=20)
+    assert not t.is_alive() and not gate.lane.card_present()
+    assert len(gate.history) == 1 and list(gate.referrals.values())[0].resolved is None
+    note = TestClient(app).get("/api/kiosk/info").json()["demo_note"]
+    assert "simulated card reader" in note and "eileen_collins_nasa.png" in note and "liveness" in note
+    gate.settings.reader.kind = "pcsc"
+    assert gate.demo_note() is None

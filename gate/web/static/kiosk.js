@@ -67,5 +67,8 @@
 
   $("sound").addEventListener("click", () => setSound(!speak));
   setSound(speak);
+  fetch("/api/kiosk/info").then((r) => r.json()).then((i) => {
+    if (i.demo_note) { $("demo-note").textContent = i.demo_note; $("demo-note").hidden = false; }
+  }).catch(() => {});
   fetch("/api/kiosk/messages").then((r) => r.json()).then((m) => { messages = m; connect(); });
 })();
