@@ -358,7 +358,7 @@ class Gate:
         if s.integrator_api and s.reader.kind == "simulated":
             identity = ScriptedIdentity(identity)
         devices = Devices(scanner=lane, reader=lane, face=face, identity=identity, audit=self.audit,
-                          barrier=SimulatedBarrier(auto_pass_after=None))
+                          barrier=SimulatedBarrier(auto_pass_after=None), card_present=lane.card_present)
         return devices, lane, camera, face
 
     # -- loop --

@@ -101,6 +101,8 @@ class Devices:
     barrier: Barrier
     # Builds the identity service's (person, document) queries from the MRZ and DG13.
     identity_query: Callable[[Any, dict | None], tuple[Any, Any]] | None = None
+    # Whether the document is still on the reader; None when the reader cannot tell.
+    card_present: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.identity_query is None:
@@ -451,6 +453,7 @@ class Transaction:
         face = self._step("face", self.t.face_s, self.d.face.verify, ref, self.face_window_s, guidance)
         rec.personal.live_face_jpeg = _jpeg(getattr(face, "best_frame", None))
         self._evidence(face=face_evidence(face))
+        self._card_still_there()
         self._enter(State.FACE_VERIFIED)
         if self._stop_early():
             return
@@ -459,6 +462,13 @@ class Transaction:
         answer = self._step("identity", self.t.identity_s, self.d.identity.check, person, document)
         self._evidence(identity=identity_evidence(answer))
         self._enter(State.IDENTITY_CHECKED)
+        self._card_still_there()
+
+    def _card_still_there(self) -> None:
+        """The document stays on the reader until the decision: a card taken away during the
+        face capture or before the decision may be swapped for another, so the traveller is referred."""
+        if self.d.card_present is not None and not self._step("card", self.t.scan_s, self.d.card_present):
+            raise _Refer("card.removed")
 
     def _decide_and_act(self, decision: Decision) -> None:
         rec = self.record

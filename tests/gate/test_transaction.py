@@ -412,3 +412,40 @@ def test_unresolved_referral_drops_its_personal_data_after_the_ttl(tmp_path):
     gate.expire_referrals()
     assert rec.personal.chip_face_jpeg is None and rec.personal.mrz is None
     assert gate.open_referrals() == []
+
+
+class CardTakenDuringCapture(Face):
+    """The traveller takes the card back while looking at the camera."""
+
+    def __init__(self, lane_state):
+        super().__init__()
+        self.lane_state = lane_state
+
+    def verify(self, ref, window_s, on_guidance):
+        self.lane_state["present"] = False
+        return super().verify(ref, window_s, on_guidance)
+
+
+@pytest.mark.parametrize("when", ["face_capture", "before_decision"])
+def test_card_removed_before_the_decision_refers(when):
+    lane_state = {"present": True}
+    face = CardTakenDuringCapture(lane_state) if when == "face_capture" else Face()
+    identity = Identity()
+    if when == "before_decision":
+        inner = identity.check
+
+        def check(person, document):
+            lane_state["present"] = False
+            return inner(person, document)
+        identity.check = check
+    tx, d = make(face=face, identity=identity)
+    d.card_present = lambda: lane_state["present"]
+    rec = tx.run()
+    assert rec.outcome == "referred" and rec.reasons == ["card.removed"]
+    assert never_opened(d.barrier)
+    assert d.audit.events[-1].reason_codes == ["card.removed"]
+    # the card staying put: the same devices pass
+    lane_state["present"] = True
+    tx2, d2 = make()
+    d2.card_present = lambda: True
+    assert tx2.run().outcome == "passed"
