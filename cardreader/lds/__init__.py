@@ -7,6 +7,13 @@ no other exception escapes a parser, whatever the input.
 from __future__ import annotations
 
 
+# What asn1crypto raises on hostile encodings, which it often meets only when it parses lazily
+# (an empty BIT STRING is an IndexError, an unknown key OID a KeyError, a REAL where a value was
+# expected an AttributeError). Every parser that hands bytes from a card to asn1crypto turns these
+# into its typed error.
+ASN1_DECODE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError)
+
+
 class LDSError(Exception):
     """A file on the chip is malformed or unsupported.
 

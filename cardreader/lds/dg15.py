@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from asn1crypto import keys
 from cryptography.hazmat.primitives import serialization
 
-from cardreader.lds import LDSError, tlv
+from cardreader.lds import ASN1_DECODE_ERRORS, LDSError, tlv
 from cardreader.pki.signatures import PublicKey, SignatureError, load_public_key
 
 TAG = 0x6F
@@ -40,7 +40,7 @@ class DG15:
             return cls(spki_der, load_public_key(spki))
         except SignatureError as e:
             raise DG15Error(f"unusable key: {e.reason}", e.reason) from None
-        except (ValueError, TypeError, KeyError) as e:
+        except ASN1_DECODE_ERRORS as e:
             raise DG15Error(f"SubjectPublicKeyInfo malformed ({type(e).__name__})", "bad_public_key") from None
 
     def __repr__(self) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core
 
+from cardreader.lds import ASN1_DECODE_ERRORS
+
 LDS_SECURITY_OBJECT_OID = "2.23.136.1.1.1"
 SOD_TAG = 0x77
 LDS_HASHES = ("sha1", "sha224", "sha256", "sha384", "sha512")  # 9303-12 §5.4
@@ -117,7 +119,7 @@ def _strict_load(spec, data: bytes, what: str):
         obj = spec.load(data, strict=True)
         obj.native  # force a full parse so every nested error surfaces here
         reencoded = obj.dump(force=True)
-    except ValueError as exc:
+    except ASN1_DECODE_ERRORS as exc:
         if "extra data" in str(exc) or "trailing" in str(exc).lower():
             raise SODError(f"{what}_trailing_bytes", str(exc)) from exc
         raise SODError(f"{what}_malformed", str(exc)) from exc
@@ -153,7 +155,7 @@ def _precheck_version(raw: bytes) -> None:
     content of pre-v3 SignedData differently and would only say 'malformed'."""
     try:
         version = cms.ContentInfo.load(raw)["content"]["version"].native
-    except (ValueError, KeyError, TypeError):
+    except ASN1_DECODE_ERRORS:
         return  # the strict parse that follows names the problem
     if version != "v3":
         raise SODError("signed_data_version", f"SignedData version {version}, expected v3")

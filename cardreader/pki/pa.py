@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from asn1crypto import x509
 
+from cardreader.lds import ASN1_DECODE_ERRORS
 from cardreader.lds.sod import LDS_SECURITY_OBJECT_OID, SODError, parse_sod
 from cardreader.pki import signatures
 from cardreader.pki.countries import same_country
@@ -92,7 +93,7 @@ def passive_authentication(sod: bytes, dgs: dict[int, bytes], trust_store: Trust
         return result
     try:
         return _run(result, sod, dgs, trust_store, as_utc(at), com, dg1_issuing_state, policy)
-    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+    except ASN1_DECODE_ERRORS:
         # asn1crypto parses lazily: a hostile encoding deep inside the DS certificate can surface
         # here. It is a broken document, never a crash and never 'valid'.
         result.reasons.append("malformed_structure")

@@ -29,6 +29,8 @@ from ecdsa.ellipticcurve import INFINITY, CurveFp, PointJacobi
 from ecdsa.numbertheory import is_prime
 from ecdsa.util import sigdecode_der, sigdecode_string
 
+from cardreader.lds import ASN1_DECODE_ERRORS
+
 HASHES = {
     "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
     "sha384": hashes.SHA384, "sha512": hashes.SHA512,
@@ -207,7 +209,7 @@ def load_public_key(spki: keys.PublicKeyInfo) -> PublicKey:
             return PublicKey("ec", ecdsa.VerifyingKey.from_public_point(point, curve=domain.curve), domain.name)
     except SignatureError:
         raise
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:  # hostile encodings
+    except ASN1_DECODE_ERRORS as exc:  # hostile encodings
         raise SignatureError("public_key_invalid", str(exc)) from exc
     raise SignatureError("unsupported_public_key_algorithm", str(algo))
 

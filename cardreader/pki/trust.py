@@ -25,6 +25,7 @@ from pathlib import Path
 
 from asn1crypto import cms, core, crl, pem, x509
 
+from cardreader.lds import ASN1_DECODE_ERRORS
 from cardreader.pki import signatures
 from cardreader.pki.signatures import SignatureError
 
@@ -52,8 +53,7 @@ class CscaMasterList(core.Sequence):
     ]
 
 
-# What asn1crypto raises on hostile encodings it only meets when parsing lazily.
-DECODE_ERRORS = (ValueError, KeyError, TypeError, OverflowError)
+DECODE_ERRORS = ASN1_DECODE_ERRORS
 
 
 class DocumentTypes(core.SetOf):
