@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cardreader.pki.cli",  # trust, verify, aa
     "cardreader.scanner.cli",  # mrz
     "cardreader.lds.files",  # parse
+    "cardreader.fuzz",  # fuzz
 )
 
 
