@@ -8,7 +8,9 @@ data, but it never logs them.
 """
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import getpass
 import hmac
 import json
 import logging
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 PERSONAS = CHECKOUT / "cardreader" / "sim" / "personas"
+MIGRATIONS = Path(__file__).resolve().parent / "identity_migrations"
 
 
 class DocumentStatus(str, enum.Enum):
@@ -68,6 +71,40 @@ class Document(Base):
     status: Mapped[DocumentStatus] = mapped_column(sa.Enum(DocumentStatus, native_enum=False, length=10),
                                                    default=DocumentStatus.VALID)
     person: Mapped[Person] = relationship(back_populates="documents")
+
+
+class Change(Base):
+    """One administrative change to the registry: who, when, what (ids and flags only)."""
+
+    __tablename__ = "identity_changes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    target: Mapped[str] = mapped_column(sa.String(64))
+    detail: Mapped[str] = mapped_column(sa.String(200))
+
+
+class ChangeOut(BaseModel):
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Bring the registry's schema to the newest migration (its own Alembic history)."""
+    from alembic import command
+    from alembic.config import Config
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        tables = sa.inspect(conn).get_table_names()
+        if "persons" in tables and "identity_alembic_version" not in tables:
+            command.stamp(cfg, "0001")     # a registry made before migrations existed (create_all)
+        command.upgrade(cfg, "head")
 
 
 # ---------------------------------------------------------------- admin payloads
@@ -159,8 +196,19 @@ class IdentityRegistry:
     def __init__(self, database_url: str):
         kw = {"connect_args": {"check_same_thread": False}} if database_url.startswith("sqlite") else {}
         self.engine = sa.create_engine(database_url, **kw)
-        Base.metadata.create_all(self.engine)   # reference service: its schema is this module
+        upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def _log(s: Session, actor: str, action: str, target: str, detail: str) -> None:
+        s.add(Change(at=dt.datetime.now(dt.timezone.utc), actor=actor[:64], action=action, target=target,
+                     detail=detail[:200]))
+
+    def changes(self, limit: int = 100) -> list[ChangeOut]:
+        with self.sessions() as s:
+            rows = s.execute(sa.select(Change).order_by(Change.id.desc()).limit(limit)).scalars()
+            return [ChangeOut(at=c.at, actor=c.actor, action=c.action, target=c.target, detail=c.detail)
+                    for c in rows]
 
     @classmethod
     def open_local(cls, settings) -> "IdentityRegistry":
@@ -213,7 +261,7 @@ class IdentityRegistry:
 
     # ---- administration
 
-    def add_person(self, p: PersonIn) -> PersonOut:
+    def add_person(self, p: PersonIn, actor: str = "system") -> PersonOut:
         with self.sessions.begin() as s:
             person = Person(surname=p.surname, given_names=p.given_names, surname_key=normalise_name(p.surname),
                             given_names_key=normalise_name(p.given_names), date_of_birth=p.date_of_birth,
@@ -222,6 +270,8 @@ class IdentityRegistry:
                 person.documents.append(self._document(d))
             s.add(person)
             s.flush()
+            self._log(s, actor, "add_person", f"person:{person.id}",
+                      f"documents={len(p.documents)} exit_ban={p.exit_ban} watch_list={p.watch_list}")
             return PersonOut.of(person)
 
     @staticmethod
@@ -230,32 +280,40 @@ class IdentityRegistry:
                         issuing_state=d.issuing_state.upper(), document_type=d.document_type,
                         date_of_expiry=d.date_of_expiry, status=d.status)
 
-    def add_document(self, person_id: int, d: DocumentIn) -> PersonOut:
+    def add_document(self, person_id: int, d: DocumentIn, actor: str = "system") -> PersonOut:
         with self.sessions.begin() as s:
             person = s.get(Person, person_id)
             if person is None:
                 raise KeyError(person_id)
             person.documents.append(self._document(d))
             s.flush()
+            self._log(s, actor, "add_document", f"person:{person_id}", f"status={d.status.value}")
             return PersonOut.of(person)
 
-    def update_person(self, person_id: int, patch: PersonPatch) -> PersonOut:
+    def update_person(self, person_id: int, patch: PersonPatch, actor: str = "system") -> PersonOut:
         with self.sessions.begin() as s:
             person = s.get(Person, person_id)
             if person is None:
                 raise KeyError(person_id)
-            for k, v in patch.model_dump(exclude_none=True).items():
+            changed = patch.model_dump(exclude_none=True)
+            for k, v in changed.items():
                 setattr(person, k, v)
+            self._log(s, actor, "update_person", f"person:{person_id}",
+                      " ".join(f"{k}={v}" for k, v in changed.items() if k in ("exit_ban", "watch_list"))
+                      or "fields=" + ",".join(sorted(changed)))
             return PersonOut.of(person)
 
-    def set_document_status(self, number: str, issuing_state: str, status: DocumentStatus) -> PersonOut:
+    def set_document_status(self, number: str, issuing_state: str, status: DocumentStatus,
+                            actor: str = "system") -> PersonOut:
         with self.sessions.begin() as s:
             doc = s.execute(sa.select(Document).where(
                 Document.number_key == normalise_document_number(number),
                 Document.issuing_state == issuing_state.upper())).scalar_one_or_none()
             if doc is None:
                 raise KeyError("document")
-            doc.status = status
+            old, doc.status = doc.status, status
+            self._log(s, actor, "set_document_status", f"person:{doc.person_id}",
+                      f"document:{doc.id} {old.value}->{status.value}")
             return PersonOut.of(doc.person)
 
     def list_persons(self) -> list[PersonOut]:
@@ -272,7 +330,7 @@ class IdentityRegistry:
         added = []
         for person in [*map(persona_person, files), *SEED_PEOPLE]:
             try:
-                added.append(self.add_person(person))
+                added.append(self.add_person(person, actor="seed"))
             except sa.exc.IntegrityError:   # seeded before: the document is registered already
                 continue
         return added
@@ -313,12 +371,14 @@ def create_app(database_url: str, admin_token: str | None = None,
     registry = registry or IdentityRegistry(database_url)
     app = FastAPI(title="Identity service (reference)", version="1")
 
-    def admin(authorization: str = Header(default="")) -> None:
+    def admin(authorization: str = Header(default=""),
+              x_actor: str = Header(default="admin-api", description="who makes the change (logged)")) -> str:
         if not admin_token:
             raise HTTPException(403, "admin API disabled: no admin token configured")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin_token.encode()):
             raise HTTPException(401, "bad admin token", headers={"WWW-Authenticate": "Bearer"})
+        return x_actor
 
     @app.get("/healthz")
     def healthz() -> dict[str, Literal["ok"]]:
@@ -335,34 +395,37 @@ def create_app(database_url: str, admin_token: str | None = None,
     def list_persons() -> list[PersonOut]:
         return registry.list_persons()
 
-    @app.post("/v1/admin/persons", response_model=PersonOut, status_code=201, dependencies=[Depends(admin)])
-    def add_person(p: PersonIn) -> PersonOut:
+    @app.get("/v1/admin/changes", response_model=list[ChangeOut], dependencies=[Depends(admin)])
+    def changes(limit: int = 100) -> list[ChangeOut]:
+        return registry.changes(max(1, min(limit, 1000)))
+
+    @app.post("/v1/admin/persons", response_model=PersonOut, status_code=201)
+    def add_person(p: PersonIn, actor: str = Depends(admin)) -> PersonOut:
         try:
-            return registry.add_person(p)
+            return registry.add_person(p, actor)
         except sa.exc.IntegrityError:
             raise HTTPException(409, "document already registered") from None
 
-    @app.patch("/v1/admin/persons/{person_id}", response_model=PersonOut, dependencies=[Depends(admin)])
-    def update_person(person_id: int, patch: PersonPatch) -> PersonOut:
+    @app.patch("/v1/admin/persons/{person_id}", response_model=PersonOut)
+    def update_person(person_id: int, patch: PersonPatch, actor: str = Depends(admin)) -> PersonOut:
         try:
-            return registry.update_person(person_id, patch)
+            return registry.update_person(person_id, patch, actor)
         except KeyError:
             raise HTTPException(404, "no such person") from None
 
-    @app.post("/v1/admin/persons/{person_id}/documents", response_model=PersonOut, status_code=201,
-              dependencies=[Depends(admin)])
-    def add_document(person_id: int, d: DocumentIn) -> PersonOut:
+    @app.post("/v1/admin/persons/{person_id}/documents", response_model=PersonOut, status_code=201)
+    def add_document(person_id: int, d: DocumentIn, actor: str = Depends(admin)) -> PersonOut:
         try:
-            return registry.add_document(person_id, d)
+            return registry.add_document(person_id, d, actor)
         except KeyError:
             raise HTTPException(404, "no such person") from None
         except sa.exc.IntegrityError:
             raise HTTPException(409, "document already registered") from None
 
-    @app.post("/v1/admin/documents/status", response_model=PersonOut, dependencies=[Depends(admin)])
-    def set_status(change: DocumentStatusChange) -> PersonOut:
+    @app.post("/v1/admin/documents/status", response_model=PersonOut)
+    def set_status(change: DocumentStatusChange, actor: str = Depends(admin)) -> PersonOut:
         try:
-            return registry.set_document_status(change.number, change.issuing_state, change.status)
+            return registry.set_document_status(change.number, change.issuing_state, change.status, actor)
         except KeyError:
             raise HTTPException(404, "no such document") from None
 
@@ -385,7 +448,12 @@ def _cli(args) -> int:
         return 0
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = IdentityRegistry(settings.identity.service_database_url)
+    actor = f"cli:{getpass.getuser()}"
     try:
+        if args.identity_cmd == "changes":
+            for c in registry.changes(args.limit):
+                print(f"{c.at.isoformat()}  {c.actor}  {c.action}  {c.target}  {c.detail}")
+            return 0
         if args.identity_cmd == "seed":
             people = registry.seed()
         elif args.identity_cmd == "add-person":
@@ -393,12 +461,14 @@ def _cli(args) -> int:
                                document_type=args.document_type, date_of_expiry=args.expiry)] if args.document else []
             people = [registry.add_person(PersonIn(
                 surname=args.surname, given_names=args.given_names, date_of_birth=args.dob,
-                nationality=args.nationality, exit_ban=args.exit_ban, watch_list=args.watch_list, documents=docs))]
+                nationality=args.nationality, exit_ban=args.exit_ban, watch_list=args.watch_list, documents=docs),
+                actor)]
         elif args.identity_cmd == "set-status":
-            people = [registry.set_document_status(args.document, args.issuing_state, DocumentStatus(args.status))]
+            people = [registry.set_document_status(args.document, args.issuing_state, DocumentStatus(args.status),
+                                                   actor)]
         elif args.identity_cmd == "set-flags":
             people = [registry.update_person(args.person_id, PersonPatch(exit_ban=args.exit_ban,
-                                                                         watch_list=args.watch_list))]
+                                                                         watch_list=args.watch_list), actor)]
         else:
             people = registry.list_persons()
     except KeyError:
@@ -427,6 +497,8 @@ def register(subparsers) -> None:
     serve.add_argument("--client-ca", help="CA bundle; when given, clients must present a certificate")
     sub.add_parser("seed", help="add the demo traveller and one person per status")
     sub.add_parser("list", help="list persons and their documents")
+    ch = sub.add_parser("changes", help="the latest administrative changes (who, when, what)")
+    ch.add_argument("--limit", type=int, default=50)
     add = sub.add_parser("add-person", help="add a person, optionally with a document")
     add.add_argument("--surname", required=True)
     add.add_argument("--given-names", default="")

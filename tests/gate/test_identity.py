@@ -472,3 +472,54 @@ def test_serve_command_answers_the_http_client(cli_env, capsys):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# ---------------------------------------------------------------- schema and change log
+
+def test_registry_schema_comes_from_its_own_migrations(registry):
+    """Alembic, not create_all: its own version table (apart from the audit trail's), no drift."""
+    import sqlalchemy as sa
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from gate.identity_service import Base
+    with registry.engine.connect() as c:
+        assert c.execute(sa.text("SELECT version_num FROM identity_alembic_version")).scalar() == "0002"
+        assert "audit_alembic_version" not in sa.inspect(c).get_table_names()
+        ctx = MigrationContext.configure(c, opts={"version_table": "identity_alembic_version"})
+        assert compare_metadata(ctx, Base.metadata) == []
+
+
+def test_a_registry_made_by_create_all_is_adopted(tmp_path):
+    import sqlalchemy as sa
+
+    from gate.identity_service import Base
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.create_engine(url)
+    Base.metadata.tables["persons"].create(old)
+    Base.metadata.tables["documents"].create(old)
+    old.dispose()
+    r = IdentityRegistry(url)
+    r.seed()
+    assert r.list_persons() and r.changes()
+    r.close()
+
+
+def test_admin_changes_are_logged_with_actor_and_time(client):
+    auth = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "officer.nguyen"}
+    new = {"surname": "Vo", "given_names": "Thi Sau", "date_of_birth": "1995-02-14",
+           "documents": [{"number": "N7654321", "issuing_state": "VNM", "document_type": "ID"}]}
+    person_id = client.post("/v1/admin/persons", json=new, headers=auth).json()["id"]
+    client.post("/v1/admin/documents/status", headers=auth,
+                json={"number": "N7654321", "issuing_state": "VNM", "status": "lost"})
+    client.patch(f"/v1/admin/persons/{person_id}", json={"watch_list": True},
+                 headers={"Authorization": f"Bearer {TOKEN}"})
+    assert client.post("/v1/admin/persons", json=new, headers=auth).status_code == 409   # refused: not logged
+    changes = client.get("/v1/admin/changes", headers=auth).json()
+    assert client.get("/v1/admin/changes").status_code == 401
+    mine = [c for c in changes if c["target"] == f"person:{person_id}"]
+    assert [(c["actor"], c["action"]) for c in mine] == [
+        ("admin-api", "update_person"), ("officer.nguyen", "set_document_status"), ("officer.nguyen", "add_person")]
+    assert mine[0]["detail"] == "watch_list=True" and mine[1]["detail"].endswith("valid->lost")
+    assert all(c["at"] for c in mine)
+    assert "N7654321" not in json.dumps(changes) and "Vo" not in json.dumps(changes)
