@@ -9,11 +9,12 @@ import argparse
 import sys
 
 import gate.audit
+import gate.drills
 import gate.identity_service
 import gate.station
 import gate.web.auth
 
-COMMANDS = (gate.station, gate.web.auth, gate.audit, gate.identity_service)
+COMMANDS = (gate.station, gate.web.auth, gate.audit, gate.identity_service, gate.drills)
 
 
 def main(argv: list[str] | None = None) -> int:

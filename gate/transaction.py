@@ -18,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -331,8 +333,10 @@ class Transaction:
     def __init__(self, devices: Devices, policy: Policy, *, timeouts: Timeouts = Timeouts(),
                  face_window_s: float = 8.0, keep_face_images: bool = False, gate_id: str = "gate-1",
                  on_event: Callable[[TransactionEvent], None] | None = None,
-                 clock: Callable[[], dt.datetime] = _utcnow, monotonic: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], dt.datetime] = _utcnow, monotonic: Callable[[], float] = time.monotonic,
+                 journal: "OpenJournal | None" = None):
         self.d = devices
+        self.journal = journal
         self.policy = policy
         self.t = timeouts
         self.face_window_s = face_window_s
@@ -402,6 +406,8 @@ class Transaction:
     def run(self) -> TransactionRecord:
         rec = self.record
         try:
+            if self.journal is not None:
+                self.journal.begin(rec.id)
             self._enter(State.CARD_DETECTED)
             self._checks()
             decision = evaluate(rec.evidence, self.policy, self.clock().date())
@@ -415,6 +421,8 @@ class Transaction:
             self._refer([f"error.{type(e).__name__}"])
         finally:
             self._secure_barrier()
+            if self.journal is not None and rec.audit_ok:   # unrecorded: left for reconcile
+                self.journal.end(rec.id)
             rec.ended_at = self.clock()
             TRANSACTIONS.labels(rec.outcome or "referred").inc()
             if rec.outcome != "referred":
@@ -535,6 +543,59 @@ class Transaction:
         except Exception as e:
             DEVICE_ERRORS.labels("barrier_close", type(e).__name__).inc()
             log.error("barrier did not close", extra={"transaction_id": self.record.id})
+
+
+class OpenJournal:
+    """Transactions begun and not yet ended, one empty file per id, created and
+    removed with fsync. A gate killed mid-transaction leaves its file behind; on
+    restart `reconcile` closes the barrier and records the transaction as aborted."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def begin(self, transaction_id: str) -> None:
+        fd = os.open(self.dir / transaction_id, os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._sync_dir()
+
+    def end(self, transaction_id: str) -> None:
+        (self.dir / transaction_id).unlink(missing_ok=True)
+        self._sync_dir()
+
+    def pending(self) -> list[str]:
+        return sorted(p.name for p in self.dir.iterdir() if p.is_file())
+
+
+def reconcile(journal: OpenJournal, audit: AuditSink, barrier: Barrier, *, gate_id: str,
+              clock: Callable[[], dt.datetime] = _utcnow, timeout_s: float = 5.0) -> list[str]:
+    """At start-up: command the barrier closed, then give every transaction left open
+    by a crash an `aborted` record. An id whose record cannot be committed stays in
+    the journal for the next start. Returns the ids recorded."""
+    call_with_timeout(barrier.close, timeout_s)
+    done = []
+    for tx_id in journal.pending():
+        event = AuditEvent(event_type="aborted", gate_id=gate_id, transaction_id=tx_id, outcome="refer",
+                           reason_codes=["gate.restarted"], occurred_at=clock())
+        try:
+            call_with_timeout(audit.append, timeout_s, event)
+        except Exception as e:
+            log.error("aborted transaction not recorded", extra={"transaction_id": tx_id,
+                                                                 "error_type": type(e).__name__})
+            continue
+        journal.end(tx_id)
+        done.append(tx_id)
+    return done
 
 
 class _Refer(Exception):

@@ -1,0 +1,423 @@
+"""Fault drills: prove the transaction stays safe when things go wrong.
+
+`python -m gate drill sigkill` runs a real gate process (simulated lane, SQLite
+audit, a barrier whose position survives the process) and kills it with SIGKILL
+at random points, hundreds of times; after each restart it checks that the
+barrier was commanded closed, and at the end that the audit chain verifies, no
+committed record is lost and no transaction is left open without a record.
+`python -m gate drill faults` runs one transaction per injected fault (identity
+service down / slow / erroring / malformed, audit store locked / full / gone,
+camera without frames / broken / frozen / another face, card pulled / mute /
+swapped) and checks each is referred with the barrier closed and the reason in
+the audit trail.
+
+Everything runs on loopback with bounded loops. The face station here is a
+scripted fake returning a fixed FaceResult (said in the output): the drills
+measure the gate, not the CPU-bound face models, which are covered elsewhere.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from gate.barrier import BarrierState
+from gate.transaction import Devices, OpenJournal, Timeouts, Transaction, reconcile
+
+FACE_NOTE = "face station: scripted fake (FaceResult match, live) - the models are not measured here"
+
+
+# --- devices for drills ---------------------------------------------------------------------------
+
+@dataclass
+class ScriptedFaceResult:
+    outcome: str = "match"
+    score: float | None = 0.9
+    threshold: float | None = 0.58
+    liveness: str = "live"
+    liveness_score: float | None = 0.9
+    quality_ok: bool = True
+    quality_failures: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    frames_seen: int = 12
+    best_frame: Any = None
+
+
+class ScriptedFace:
+    """A face station that answers with a fixed result after `delay_s`."""
+
+    def __init__(self, result: ScriptedFaceResult | None = None, delay_s: float = 0.0):
+        self.result = result or ScriptedFaceResult()
+        self.delay_s = delay_s
+
+    def reference(self, chip_image: Any) -> Any:
+        return "reference"
+
+    def verify(self, reference: Any, window_s: float, on_guidance: Any) -> Any:
+        time.sleep(self.delay_s)
+        return self.result
+
+
+class ClearIdentity:
+    def check(self, person: Any, document: Any) -> Any:
+        from gate.identity import IdentityAnswer
+        return IdentityAnswer(outcome="clear")
+
+
+class FileBarrier:
+    """A simulated barrier whose position lives in a file, as a real barrier stays
+    where it is when its controller dies. Travellers pass `pass_after_s` after opening."""
+
+    def __init__(self, path: Path, pass_after_s: float = 0.02):
+        self.path = Path(path)
+        self.pass_after_s = pass_after_s
+        if not self.path.exists():
+            self._set(BarrierState.CLOSED)
+
+    def _set(self, state: BarrierState) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(state.value)
+        os.replace(tmp, self.path)
+
+    def open(self) -> None:
+        self._set(BarrierState.OPEN)
+
+    def close(self) -> None:
+        self._set(BarrierState.CLOSED)
+
+    def state(self) -> BarrierState:
+        return BarrierState(self.path.read_text().strip())
+
+    def wait_for_passage(self, timeout: float) -> bool:
+        time.sleep(min(timeout, self.pass_after_s))
+        return self.state() is BarrierState.OPEN
+
+
+def simulated_lane(data_dir: Path) -> Any:
+    """A simulated lane holding the demo card (printed MRZ as the access key)."""
+    from cardreader.sim.persona import load_persona
+    from gate.config import Settings
+    from gate.station import SimulatedLane
+    settings = Settings(data_dir=data_dir)
+    settings.reader.mrz_source = "printed"
+    lane = SimulatedLane(settings)
+    lane.insert(lane.issue(load_persona("demo")))
+    return lane
+
+
+def open_store(directory: Path, url: str | None = None) -> Any:
+    from gate.audit import AuditKeys, AuditStore
+    return AuditStore(url or f"sqlite:///{directory / 'audit.db'}", AuditKeys.load_or_create(directory / "audit.key"))
+
+
+# --- SIGKILL drill ----------------------------------------------------------------------------------
+
+class _Announcing:
+    """Writes each committed audit record (seq, hash) and each begun transaction to
+    `fd` as whole lines, so the supervising drill knows what must survive a kill."""
+
+    def __init__(self, store: Any, fd: int):
+        self.store, self.fd = store, fd
+
+    def append(self, event: Any) -> Any:
+        rec = self.store.append(event)
+        os.write(self.fd, f"committed {rec.seq} {rec.hash}\n".encode())
+        return rec
+
+
+class _AnnouncingJournal(OpenJournal):
+    def __init__(self, directory: Path, fd: int):
+        super().__init__(directory)
+        self.fd = fd
+
+    def begin(self, transaction_id: str) -> None:
+        super().begin(transaction_id)
+        os.write(self.fd, f"begun {transaction_id}\n".encode())
+
+
+def _gate_process(d: Path, lane: Any, fd: int, transactions: int) -> None:
+    """The body of one gate process: reconcile what a previous kill left, then run
+    transactions until killed (or `transactions` are done)."""
+    from gate.policy import Policy
+    audit = _Announcing(open_store(d), fd)
+    barrier = FileBarrier(d / "barrier")
+    journal = _AnnouncingJournal(d / "open", fd)
+    aborted = reconcile(journal, audit, barrier, gate_id="drill-gate")
+    os.write(fd, f"ready {barrier.state().value} {len(aborted)}\n".encode())
+    devices = Devices(scanner=lane, reader=lane, face=ScriptedFace(), identity=ClearIdentity(), audit=audit,
+                      barrier=barrier)
+    for _ in range(transactions):
+        rec = Transaction(devices, Policy(), gate_id="drill-gate", journal=journal).run()
+        os.write(fd, f"ended {rec.id} {rec.outcome}\n".encode())
+
+
+def _spawn(d: Path, lane: Any, log: Path, transactions: int) -> int:
+    """Fork a gate process (the drill's imports and simulated card are already loaded,
+    so 200 restarts take minutes, not a quarter of an hour); its lines go to `log`."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            _gate_process(d, lane, fd, transactions)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def sigkill_drill(kills: int, directory: Path, *, max_delay_s: float = 0.6, seed: int = 0,
+                  out=sys.stdout) -> dict[str, Any]:
+    """Kill a gate process `kills` times at random points; return the figures and problems."""
+    rng = random.Random(seed)
+    lane = simulated_lane(directory / "lane")
+    committed: dict[int, str] = {}
+    begun: set[str] = set()
+    problems: list[str] = []
+    open_at_kill = ended = 0
+    log = directory / "process.log"
+    t0 = time.monotonic()
+    for i in range(kills + 1):
+        final = i == kills    # a last start only reconciles
+        log.unlink(missing_ok=True)
+        pid = _spawn(directory, lane, log, 0 if final else 10_000)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (log.exists() and "ready" in log.read_text()):
+            time.sleep(0.005)
+        if not final:
+            time.sleep(rng.uniform(0, max_delay_s))
+            if (directory / "barrier").read_text().strip() == "open":
+                open_at_kill += 1
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if final and os.waitstatus_to_exitcode(status) != 0:
+            problems.append("the final start failed")
+        lines = log.read_text().splitlines() if log.exists() else []
+        if not any(line.startswith("ready") for line in lines):
+            problems.append(f"start {i}: never ready")
+        for line in lines:
+            parts = line.split()
+            if parts[0] == "ready" and parts[1] != "closed":
+                problems.append(f"start {i}: barrier {parts[1]} after reconcile")
+            elif parts[0] == "committed":
+                committed[int(parts[1])] = parts[2]
+            elif parts[0] == "begun":
+                begun.add(parts[1])
+            elif parts[0] == "ended":
+                ended += 1
+    elapsed = time.monotonic() - t0
+
+    store = open_store(directory)
+    verify = store.verify()
+    records = store.search(limit=None)
+    by_seq = {r.seq: r.hash for r in records}
+    lost = [s for s, h in committed.items() if by_seq.get(s) != h]
+    terminal: set[str] = set()
+    for r in records:
+        if r.event_type in ("referral", "passage", "aborted") or (r.event_type == "decision" and r.outcome == "refer"):
+            terminal.add(r.transaction_id)
+    unrecorded = sorted(begun - terminal)
+    left_open = OpenJournal(directory / "open").pending()
+    store.close()
+    if not verify.ok:
+        problems.append(f"audit chain broken: {verify.problem}")
+    if lost:
+        problems.append(f"{len(lost)} committed records lost")
+    if unrecorded:
+        problems.append(f"{len(unrecorded)} transactions without a final record")
+    if left_open:
+        problems.append(f"{len(left_open)} transactions still open in the journal")
+    barrier_final = (directory / "barrier").read_text().strip()
+    if barrier_final != "closed":
+        problems.append(f"barrier {barrier_final} at the end")
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.event_type] = counts.get(r.event_type, 0) + 1
+    figures = {"kills": kills, "seconds": round(elapsed, 1), "transactions_begun": len(begun),
+               "transactions_completed": ended,
+               "records": len(records), "records_by_type": counts, "committed_seen": len(committed),
+               "committed_lost": len(lost), "unrecorded_transactions": len(unrecorded),
+               "killed_with_barrier_open": open_at_kill, "chain_ok": verify.ok, "barrier_final": barrier_final,
+               "problems": problems}
+    print(json.dumps(figures, indent=2), file=out)
+    return figures
+
+
+def _cmd_sigkill(args) -> int:
+    with tempfile.TemporaryDirectory(prefix="egate-sigkill-") as tmp:
+        d = Path(args.dir) if args.dir else Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
+        print(f"SIGKILL drill: {args.kills} kills, random delay 0-{args.max_delay}s; {FACE_NOTE}", flush=True)
+        figures = sigkill_drill(args.kills, d, max_delay_s=args.max_delay, seed=args.seed)
+    return 1 if figures["problems"] else 0
+
+
+# --- fault drill ------------------------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    mode = "clear"
+    delay_s = 0.0
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        time.sleep(self.delay_s)
+        status, body = {"clear": (200, b'{"outcome": "clear", "reasons": []}'),
+                        "error": (503, b'{"detail": "down"}'),
+                        "malformed": (200, b'{"outcome": "cle'),
+                        "wrong_shape": (200, b'{"outcome": "maybe"}')}[self.mode]
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):   # the gate gave up waiting: as intended
+            pass
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
+class FakeIdentityServer:
+    """A loopback HTTP identity service that can be slow, erroring or malformed."""
+
+    def __init__(self, mode: str, delay_s: float = 0.0):
+        handler = type("H", (_Handler,), {"mode": mode, "delay_s": delay_s})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class FaultCase:
+    name: str
+    expect: str                          # reason-code prefix the referral must carry
+    setup: Any                           # (Devices) -> cleanup callable or None
+
+
+def _identity_case(name: str, expect: str, mode: str | None, delay_s: float = 0.0):
+    def setup(devs: Devices) -> Any:
+        from gate.identity import HttpIdentityService
+        server = FakeIdentityServer(mode, delay_s) if mode else None
+        url = server.url if server else f"http://127.0.0.1:{_free_port()}"   # nothing listens: down
+        devs.identity = HttpIdentityService(url, timeout_s=0.3, retries=1, backoff_base_s=0.01)
+        return server.close if server else None
+    return FaultCase(name, expect, setup)
+
+
+def fault_cases(directory: Path) -> list[FaultCase]:
+    def locked(devs: Devices) -> Any:
+        import sqlite3
+        from gate.audit import AuditKeys, AuditStore
+        path = directory / "locked.db"
+        store = AuditStore(f"sqlite:///{path}", AuditKeys.load_or_create(directory / "audit.key"))
+        store.engine.dispose()
+        blocker = sqlite3.connect(path, isolation_level=None, timeout=1)
+        blocker.execute("BEGIN EXCLUSIVE")
+        devs.audit = store
+        return blocker.close
+
+    def gone(devs: Devices) -> Any:
+        import shutil
+        from gate.audit import AuditKeys, AuditStore
+        where = directory / "gone"
+        where.mkdir(exist_ok=True)
+        store = AuditStore(f"sqlite:///{where / 'audit.db'}", AuditKeys.load_or_create(directory / "audit.key"))
+        store.engine.dispose()
+        shutil.rmtree(where)    # the volume under the store went away
+        devs.audit = store
+        return None
+
+    return [
+        _identity_case("identity down (nothing listening)", "identity.", None),
+        _identity_case("identity slow beyond the timeout", "identity.", "clear", delay_s=2.0),
+        _identity_case("identity HTTP 503", "identity.", "error"),
+        _identity_case("identity malformed body", "identity.", "malformed"),
+        _identity_case("identity body of the wrong shape", "identity.", "wrong_shape"),
+        FaultCase("audit store locked", "audit.", locked),
+        FaultCase("audit store gone", "audit.", gone),
+    ]
+
+
+def run_fault_case(case: FaultCase, directory: Path, lane: Any) -> dict[str, Any]:
+    from gate.barrier import SimulatedBarrier
+    from gate.policy import Policy
+    store = open_store(directory, f"sqlite:///{directory / 'faults.db'}")
+    devs = Devices(scanner=lane, reader=lane, face=ScriptedFace(), identity=ClearIdentity(), audit=store,
+                   barrier=SimulatedBarrier(auto_pass_after=0.01))
+    cleanup = case.setup(devs)
+    t0 = time.monotonic()
+    try:
+        tx = Transaction(devs, Policy(), timeouts=Timeouts(identity_s=1.5, audit_s=2.0, passage_s=0.5),
+                         gate_id="drill-gate")
+        rec = tx.run()
+    finally:
+        if cleanup:
+            cleanup()
+    took = time.monotonic() - t0
+    recorded = [(r.event_type, r.reason_codes) for r in store.search(transaction_id=rec.id)]
+    store.close()
+    barrier = devs.barrier
+    opened = any(e == "open" for _, e in barrier.history)
+    reasons_ok = any(r.startswith(case.expect) for r in rec.reasons)
+    record_ok = bool(recorded) and any(any(c.startswith(case.expect) for c in codes) for _, codes in recorded)
+    if case.expect == "audit.":   # the store itself failed: no record is possible, the referral is local
+        record_ok = not recorded
+    ok = rec.outcome == "referred" and not opened and barrier.state() is BarrierState.CLOSED and reasons_ok and record_ok
+    return {"case": case.name, "ok": ok, "outcome": rec.outcome, "reasons": rec.reasons,
+            "audit_records": recorded, "barrier_opened": opened, "seconds": round(took, 2)}
+
+
+def fault_drill(directory: Path, out=sys.stdout) -> list[dict[str, Any]]:
+    lane = simulated_lane(directory / "lane")
+    results = []
+    for case in fault_cases(directory):
+        r = run_fault_case(case, directory, lane)
+        results.append(r)
+        print(f"{'PASS' if r['ok'] else 'FAIL'}  {r['case']:<40} {r['seconds']:>5}s  "
+              f"{','.join(r['reasons'])}  audit={r['audit_records']}", file=out, flush=True)
+    return results
+
+
+def _cmd_faults(args) -> int:
+    with tempfile.TemporaryDirectory(prefix="egate-faults-") as tmp:
+        print(f"Fault drill; {FACE_NOTE}")
+        results = fault_drill(Path(tmp))
+    failed = [r for r in results if not r["ok"]]
+    print(f"{len(results) - len(failed)}/{len(results)} faults referred with the barrier closed and the reason recorded")
+    return 1 if failed else 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("drill", help="fault drills (SIGKILL, device and service faults)")
+    sub = p.add_subparsers(dest="drill", metavar="DRILL", required=True)
+    k = sub.add_parser("sigkill", help="kill a gate process at random points; check the audit trail and barrier")
+    k.add_argument("--kills", type=int, default=200)
+    k.add_argument("--max-delay", type=float, default=0.6, help="longest random delay before a kill (s)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--dir", help="keep the drill's files here (default: a temporary directory)")
+    k.set_defaults(func=_cmd_sigkill)
+    f = sub.add_parser("faults", help="one transaction per injected fault; each must be referred, barrier closed")
+    f.set_defaults(func=_cmd_faults)

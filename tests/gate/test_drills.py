@@ -1,0 +1,90 @@
+"""Fault drills: the crash journal and start-up reconciliation, a quick SIGKILL
+drill against a real forked gate process, and the injected-fault drill."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from gate.audit import AuditEvent
+from gate.barrier import BarrierState, SimulatedBarrier
+from gate.drills import ClearIdentity, FileBarrier, ScriptedFace, fault_drill, open_store, sigkill_drill, simulated_lane
+from gate.policy import Policy
+from gate.transaction import Devices, OpenJournal, Transaction, reconcile
+
+
+class DownAudit:
+    def append(self, event):
+        raise OSError("store unavailable")
+
+
+def test_reconcile_closes_the_barrier_and_records_each_open_transaction(tmp_path):
+    journal = OpenJournal(tmp_path / "open")
+    journal.begin("tx-a")
+    journal.begin("tx-b")
+    barrier = FileBarrier(tmp_path / "barrier")
+    barrier.open()                       # killed while the traveller was passing
+    store = open_store(tmp_path)
+    assert reconcile(journal, store, barrier, gate_id="g") == ["tx-a", "tx-b"]
+    assert barrier.state() is BarrierState.CLOSED
+    assert journal.pending() == []
+    records = store.search(event_type="aborted")
+    assert [(r.transaction_id, r.outcome, r.reason_codes) for r in records] == [
+        ("tx-a", "refer", ["gate.restarted"]), ("tx-b", "refer", ["gate.restarted"])]
+    assert store.verify().ok
+
+
+def test_reconcile_keeps_what_it_could_not_record(tmp_path):
+    journal = OpenJournal(tmp_path / "open")
+    journal.begin("tx-a")
+    barrier = SimulatedBarrier()
+    barrier.open()
+    assert reconcile(journal, DownAudit(), barrier, gate_id="g") == []
+    assert barrier.state() is BarrierState.CLOSED      # closed even though nothing could be recorded
+    assert journal.pending() == ["tx-a"]                # recorded at the next start
+
+
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory):
+    return simulated_lane(tmp_path_factory.mktemp("lane"))
+
+
+def test_a_transaction_is_journalled_until_its_record_is_committed(tmp_path, lane):
+    seen = []
+
+    class Watching(OpenJournal):
+        def begin(self, tx_id):
+            super().begin(tx_id)
+            seen.append(self.pending())
+
+    journal = Watching(tmp_path / "open")
+    store = open_store(tmp_path)
+    devices = Devices(scanner=lane, reader=lane, face=ScriptedFace(), identity=ClearIdentity(), audit=store,
+                      barrier=SimulatedBarrier(auto_pass_after=0.01))
+    rec = Transaction(devices, Policy(), journal=journal).run()
+    assert rec.outcome == "passed" and seen == [[rec.id]] and journal.pending() == []
+
+    devices.audit = DownAudit()
+    rec = Transaction(devices, Policy(), journal=journal).run()
+    assert rec.outcome == "referred" and rec.reasons == ["audit.unavailable"]
+    assert journal.pending() == [rec.id]       # no record yet: the next start records it as aborted
+
+
+def test_sigkill_drill_quick(tmp_path):
+    out = io.StringIO()
+    figures = sigkill_drill(12, tmp_path, max_delay_s=0.5, seed=7, out=out)
+    assert figures["problems"] == [], out.getvalue()
+    assert figures["chain_ok"] and figures["committed_lost"] == 0 and figures["unrecorded_transactions"] == 0
+    assert figures["transactions_begun"] > 12            # kills landed inside running transactions
+    assert figures["records_by_type"].get("aborted", 0) >= 1
+    assert figures["barrier_final"] == "closed"
+
+
+def test_fault_drill_refers_every_fault_with_the_barrier_closed(tmp_path):
+    out = io.StringIO()
+    results = fault_drill(tmp_path, out=out)
+    assert results and all(r["ok"] for r in results), out.getvalue()
+    assert all(not r["barrier_opened"] and r["outcome"] == "referred" for r in results)
+    by_name = {r["case"]: r for r in results}
+    assert by_name["identity malformed body"]["audit_records"] == [("decision", ["identity.unavailable"])]
+    assert by_name["audit store locked"]["reasons"] == ["audit.unavailable"]
