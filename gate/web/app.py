@@ -124,7 +124,9 @@ class CardOut(BaseModel):
 
 class BarrierOut(BaseModel):
     state: str
-    history: list[tuple[float, str]]
+    # [time, event] pairs; declared as lists because the tuple's OpenAPI form (an array as
+    # `items`) is no valid Schema Object, which clients generated from the schema reject
+    history: list[list[float | str]]
 
 
 # --- the app -------------------------------------------------------------------------------------
