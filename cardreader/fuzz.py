@@ -14,6 +14,10 @@ engines: `mutate` (default) is a deterministic, structure-aware mutator
 that runs every target in one process; `atheris` is coverage-guided
 (libFuzzer), one process per target. Failing inputs are written to
 `--artifacts` for a regression test.
+
+    python -m cardreader fuzz --runs 20000                    # quick, every target (the suite runs this)
+    taskset -c 1 python -m cardreader fuzz --engine atheris --runs 1000000 \
+        --artifacts fuzz-artifacts > fuzz-1m.log 2>&1         # the long run: 1M inputs, ~10 min, one core
 """
 from __future__ import annotations
 
