@@ -27,8 +27,8 @@ import numpy as np
 from gate.audit import AuditEvent
 from gate.barrier import BarrierState, SimulatedBarrier
 from gate.config import SHARED, Settings
-from gate.transaction import (DEVICE_ERRORS, DeviceRefusal, Devices, State, Timeouts, Transaction, TransactionEvent,
-                              TransactionRecord, call_with_timeout)
+from gate.transaction import (DEVICE_ERRORS, DeviceRefusal, Devices, OpenJournal, State, Timeouts, Transaction,
+                              TransactionEvent, TransactionRecord, call_with_timeout, reconcile)
 
 log = logging.getLogger("gate.station")
 SHARED_DATA = SHARED / "data"
@@ -333,6 +333,7 @@ class Gate:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.current: Transaction | None = None
+        self.journal = OpenJournal(settings.data_dir / "open-transactions")   # what a crash leaves open
         self.audit: Any = None
         self.audit_error: str | None = None
         if devices is None:
@@ -363,6 +364,8 @@ class Gate:
 
     # -- loop --
     def start(self) -> None:
+        reconcile(self.journal, self.devices.audit, self.devices.barrier, gate_id=self.settings.gate_id,
+                  clock=self.clock)
         self._thread = threading.Thread(target=self._loop, daemon=True, name="gate-lane")
         self._thread.start()
 
@@ -435,7 +438,8 @@ class Gate:
                                            passage_s=t.passage_s),
                          face_window_s=self.settings.face.capture_window_s,
                          keep_face_images=self.settings.audit.keep_face_images, gate_id=self.settings.gate_id,
-                         on_event=lambda e: self.bus.publish(kiosk_message(e)), clock=self.clock)
+                         on_event=lambda e: self.bus.publish(kiosk_message(e)), clock=self.clock,
+                         journal=self.journal)
         self.current = tx
         rec = tx.run()
         self.current = None

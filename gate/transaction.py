@@ -579,10 +579,16 @@ class OpenJournal:
 
 def reconcile(journal: OpenJournal, audit: AuditSink, barrier: Barrier, *, gate_id: str,
               clock: Callable[[], dt.datetime] = _utcnow, timeout_s: float = 5.0) -> list[str]:
-    """At start-up: command the barrier closed, then give every transaction left open
-    by a crash an `aborted` record. An id whose record cannot be committed stays in
-    the journal for the next start. Returns the ids recorded."""
-    call_with_timeout(barrier.close, timeout_s)
+    """At start-up: command the barrier closed (unless it reports closed), then give
+    every transaction left open by a crash an `aborted` record. An id whose record
+    cannot be committed stays in the journal for the next start. A barrier that will
+    not close raises: the gate must not serve. Returns the ids recorded."""
+    try:
+        closed = barrier.state() is BarrierState.CLOSED
+    except Exception:
+        closed = False
+    if not closed:
+        call_with_timeout(barrier.close, timeout_s)
     done = []
     for tx_id in journal.pending():
         event = AuditEvent(event_type="aborted", gate_id=gate_id, transaction_id=tx_id, outcome="refer",

@@ -88,3 +88,23 @@ def test_fault_drill_refers_every_fault_with_the_barrier_closed(tmp_path):
     by_name = {r["case"]: r for r in results}
     assert by_name["identity malformed body"]["audit_records"] == [("decision", ["identity.unavailable"])]
     assert by_name["audit store locked"]["reasons"] == ["audit.unavailable"]
+
+
+def test_the_gate_reconciles_at_start_what_a_crash_left_open(tmp_path):
+    from gate.config import Settings
+    from gate.station import Gate
+    settings = Settings(data_dir=tmp_path, integrator_api=False)
+    store = open_store(tmp_path)
+    barrier = SimulatedBarrier()
+    barrier.open()
+    OpenJournal(tmp_path / "open-transactions").begin("tx-crashed")
+    devices = Devices(scanner=None, reader=None, face=ScriptedFace(), identity=ClearIdentity(), audit=store,
+                      barrier=barrier)
+    gate = Gate(settings, devices=devices, lane=None)
+    gate._loop = lambda: None      # no lane in this test: only start-up matters
+    gate.start()
+    gate.stop()
+    assert barrier.state() is BarrierState.CLOSED
+    assert [(r.transaction_id, r.reason_codes) for r in store.search(event_type="aborted")] == [
+        ("tx-crashed", ["gate.restarted"])]
+    assert gate.journal.pending() == []
