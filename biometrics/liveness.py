@@ -8,13 +8,16 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
             photo moves rigidly or not at all; a face also moves its features);
 * `blink`   an eye closing and reopening, from the eye-state model;
 * `moire`   periodic high-frequency energy in the face crop (moiré of a screen or halftone print);
-* `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`).
+* `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`);
+* `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
+            of the first frame (`planar_residuals`), which a head with depth cannot do;
+* `challenge` a randomised blink or head-turn request (`Challenge`), verified within the window.
 
-New cues (challenge-response, a self-trained model) are added as another field of `FrameCues`
-and another term in `LivenessEvidence.decide`.
+New cues are added as another field of `FrameCues` and another term in `LivenessEvidence.decide`.
 """
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 import cv2
@@ -171,6 +174,45 @@ def nonrigid_motion(prev: np.ndarray, cur: np.ndarray) -> float:
     return float(np.sqrt(((moved - cur) ** 2).sum(1).mean()) / ied)
 
 
+def planar_residuals(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(similarity, homography) RMS residual of `cur` against `ref` landmarks, in inter-eye units.
+
+    A flat photo or screen moved, tilted or bent slightly in front of the camera maps its landmarks
+    by one homography: the similarity residual grows with the tilt, the homography one stays at
+    detector noise. A live head turning shows parallax (nose against cheeks and jaw) that no
+    homography explains. Needs the 68 points: with 5 points a homography fits almost anything."""
+    sim = nonrigid_motion(ref, cur)
+    h, _ = cv2.findHomography(ref.astype(np.float64), cur.astype(np.float64), 0)
+    if h is None:
+        return sim, sim
+    proj = cv2.perspectiveTransform(ref.astype(np.float64).reshape(-1, 1, 2), h).reshape(-1, 2)
+    ied = max(float(np.linalg.norm(cur[42:48].mean(0) - cur[36:42].mean(0))), 1.0)
+    return sim, float(np.sqrt(((proj - cur) ** 2).sum(1).mean()) / ied)
+
+
+CHALLENGES = ("blink", "turn_left", "turn_right")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One request to the traveller, `issue_at` seconds into the capture window.
+
+    Kind and timing are drawn from the system CSPRNG so a replayed video cannot be cut to answer
+    in time. Turns are the traveller's own left/right: turning left moves the nose to the image's
+    right, which `pose_from_landmarks` reports as a rising yaw."""
+    kind: str
+    issue_at: float
+
+    @classmethod
+    def random(cls, earliest: float = 0.5, latest: float = 2.0) -> "Challenge":
+        rng = secrets.SystemRandom()
+        return cls(rng.choice(CHALLENGES), rng.uniform(earliest, latest))
+
+    @property
+    def guidance_code(self) -> str:
+        return f"challenge_{self.kind}"
+
+
 @dataclass
 class FrameCues:
     model: float                 # PadModels p(live) of the frame
@@ -179,6 +221,8 @@ class FrameCues:
     moire: float
     pixels_identical: bool = False  # the frame is a byte copy of the previous one
     border_sides: int = 0           # sides of a device/sheet edge around the face
+    t: float | None = None          # seconds since the window started (for the challenge)
+    yaw: float | None = None        # head yaw in degrees (for the turn challenge)
 
 
 @dataclass
@@ -193,6 +237,12 @@ class LivenessPolicy:
     early_margin: float = 0.1        # before the window ends, decide only when this far from the threshold
     max_frames: int = 15             # ... or once this many frames were seen
     require_motion: bool = True
+    planar_min_motion: float = 0.012 # similarity residual vs the first frame that counts as "moved"
+    planar_ratio: float = 0.45       # homography/similarity residual below this = a moved flat surface
+    planar_min_pairs: int = 3        # moved frames needed before the planar cue may speak
+    challenge: bool = False          # issue a random blink/turn request in the capture loop
+    challenge_response_s: float = 4.0  # the answer must come this soon after the request
+    turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
 
 
 @dataclass
@@ -206,14 +256,46 @@ class LivenessDecision:
 class LivenessEvidence:
     """Accumulates `FrameCues` of one traveller over the capture window."""
 
-    def __init__(self, policy: LivenessPolicy | None = None):
+    def __init__(self, policy: LivenessPolicy | None = None, challenge: Challenge | None = None):
         self.policy = policy or LivenessPolicy()
+        self.challenge = challenge
         self.frames: list[FrameCues] = []
         self._motion: list[float] = []
+        self._planar: list[float] = []   # homography/similarity residual ratios of moved frames
         self._closed_seen = False
         self._blinks = 0
+        self._answer_closed = False
+        self._yaw_before: list[float] = []
+        self.challenge_met = False
+
+    def _add_challenge(self, cues: FrameCues) -> None:
+        c, p = self.challenge, self.policy
+        if c is None or cues.t is None or self.challenge_met:
+            return
+        if cues.t < c.issue_at:
+            if cues.yaw is not None:
+                self._yaw_before.append(cues.yaw)
+            return
+        if cues.t > c.issue_at + p.challenge_response_s:   # too late: a reply must follow the request
+            return
+        if c.kind == "blink" and cues.eyes_open is not None:
+            if cues.eyes_open < p.eyes_closed_below:
+                self._answer_closed = True
+            elif self._answer_closed and cues.eyes_open > 0.5:
+                self.challenge_met = True
+        elif c.kind in ("turn_left", "turn_right") and cues.yaw is not None:
+            if not self._yaw_before:   # no frame before the request: the first answer frame is the baseline
+                self._yaw_before.append(cues.yaw)
+            delta = cues.yaw - float(np.median(self._yaw_before))
+            self.challenge_met = (delta if c.kind == "turn_left" else -delta) >= p.turn_deg
 
     def add(self, cues: FrameCues) -> None:
+        self._add_challenge(cues)
+        ref = self.frames[0].landmarks if self.frames else None
+        if ref is not None and len(ref) >= 8 and ref.shape == cues.landmarks.shape:
+            sim, hom = planar_residuals(ref, cues.landmarks)
+            if sim >= self.policy.planar_min_motion:
+                self._planar.append(hom / sim)
         if self.frames and not cues.pixels_identical:
             prev = self.frames[-1].landmarks
             if prev.shape == cues.landmarks.shape:
@@ -243,8 +325,12 @@ class LivenessEvidence:
         moire = float(np.median([c.moire for c in self.frames]))
         motion = float(np.median(self._motion)) if self._motion else 0.0
         border = float(np.mean([c.border_sides >= p.border_sides for c in self.frames]))
+        planar = float(np.median(self._planar)) if self._planar else 1.0
         cues = {"model": model, "moire": moire, "motion": motion, "blinks": float(self._blinks),
-                "border": border, "frames": float(n)}
+                "border": border, "frames": float(n), "planar": planar,
+                "planar_pairs": float(len(self._planar))}
+        if self.challenge is not None:
+            cues["challenge_met"] = float(self.challenge_met)
         reasons: list[str] = []
         if model < p.model_threshold:
             reasons.append("pad_model_attack")
@@ -254,10 +340,16 @@ class LivenessEvidence:
             reasons.append("screen_border")
         if n >= p.min_frames and p.require_motion and motion < p.motion_min and self._blinks == 0:
             reasons.append("no_natural_motion")
+        if len(self._planar) >= p.planar_min_pairs and planar < p.planar_ratio:
+            reasons.append("planar_motion")
         if not final and n < p.max_frames and abs(model - p.model_threshold) < p.early_margin:
             return LivenessDecision("undetermined", model, ["uncertain_so_far"], cues)
         if n < p.min_frames:  # too little evidence either way; the gate refers 'undetermined'
             return LivenessDecision("undetermined", model, ["too_few_frames"] + reasons, cues)
         if reasons:
             return LivenessDecision("attack", model, reasons, cues)
+        if self.challenge is not None and not self.challenge_met:
+            # not answered (yet): never 'live'; at the end of the window the gate refers
+            code = "challenge_timeout" if final else "challenge_pending"
+            return LivenessDecision("undetermined", model, [f"{code}:{self.challenge.kind}"], cues)
         return LivenessDecision("live", model, [], cues)

@@ -21,10 +21,11 @@ from .align import Landmarks68, align, five_from_68
 from .camera import Camera, CameraError
 from .detect import Face, YuNetDetector, competing_faces, primary_face
 from .image import ImageError, decode_image
-from .liveness import (MINIFAS, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score,
+from .liveness import (MINIFAS, Challenge, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score,
                        screen_border_sides)
 from .models import DEFAULT_CALIBRATION, ModelRegistry
-from .quality import GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess
+from .quality import (GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess,
+                      pose_from_landmarks)
 from .recognize import Recognizer, cosine
 
 __all__ = ["FaceVerifier", "FaceResult", "Guidance", "Reference", "Analysis", "GUIDANCE"]
@@ -204,7 +205,9 @@ class FaceVerifier:
                               reasons=[f"reference_{ref.reason}"])
         t_start = clock()
         deadline = t_start + window_s
-        evidence = LivenessEvidence(self.liveness_policy)
+        policy = self.liveness_policy
+        challenge = Challenge.random() if (policy.challenge and policy.enabled) else None
+        evidence = LivenessEvidence(policy, challenge)
         stage: dict[str, float] = {k: 0.0 for k in ("detect", "align", "quality", "liveness", "embed", "compare")}
         n_stage = 0
         frames_seen = 0
@@ -260,12 +263,15 @@ class FaceVerifier:
                 evidence.add(FrameCues(self.pad.score(img, face.box),
                                        lm68 if lm68 is not None else face.landmarks, eyes,
                                        moire_score(crop), identical,
-                                       screen_border_sides(img, face.box)))
+                                       screen_border_sides(img, face.box), clock() - t_start,
+                                       pose_from_landmarks(pts)[0]))
                 prev_img = img
                 t4 = time.perf_counter()
                 stage["liveness"] += t4 - t3
                 if q.failures:
                     guide(q.failures[0])
+                elif challenge is not None and not evidence.challenge_met and clock() - t_start >= challenge.issue_at:
+                    guide(challenge.guidance_code)
                 if best is None or q.score > best[0]:
                     best = (q.score, img, q, face)
                 if not q.ok:

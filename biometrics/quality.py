@@ -39,6 +39,9 @@ GUIDANCE: dict[str, Guidance] = {g.code: g for g in [
     Guidance("too_bright", "Ánh sáng quá chói, vui lòng tránh nguồn sáng mạnh", "Too much light, please avoid bright light behind or on you"),
     Guidance("low_contrast", "Vui lòng bỏ kính râm, khẩu trang hoặc vật che mặt", "Please remove sunglasses, masks or anything covering your face"),
     Guidance("one_person", "Chỉ một người trước camera", "Only one person in front of the camera, please"),
+    Guidance("challenge_blink", "Vui lòng chớp mắt", "Please blink"),
+    Guidance("challenge_turn_left", "Vui lòng quay đầu nhẹ sang trái", "Please turn your head slightly to your left"),
+    Guidance("challenge_turn_right", "Vui lòng quay đầu nhẹ sang phải", "Please turn your head slightly to your right"),
     Guidance("remove_photo", "Vui lòng không đưa ảnh hoặc màn hình vào camera", "Please do not hold a photo or screen to the camera"),
 ]}
 

@@ -1,0 +1,258 @@
+"""Presentation-attack cues over a capture window: planar motion of a moved photo, the randomised
+blink / head-turn challenge, on generated landmark sequences and on real images warped by homographies."""
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from biometrics.liveness import (CHALLENGES, Challenge, FrameCues, LivenessEvidence, LivenessPolicy,
+                                 planar_residuals)
+from biometrics.quality import GUIDANCE
+
+
+def face3d() -> np.ndarray:
+    """68 points in the iBUG order on a face-shaped 3-D surface (units: about one inter-eye distance):
+    jaw curving back, brows, nose rising out of the plane, eyes, mouth."""
+    p = [(1.1 * np.sin(a), 0.3 + 0.9 * np.cos(a), -0.8 * (1 - np.cos(a))) for a in np.linspace(-1.4, 1.4, 17)]
+    p += [(x, -0.45, 0.1) for x in np.r_[np.linspace(-0.8, -0.2, 5), np.linspace(0.2, 0.8, 5)]]
+    p += [(0.0, -0.3 + 0.2 * i, 0.2 + 0.13 * i) for i in range(4)]
+    p += [(x, 0.4, 0.3) for x in np.linspace(-0.2, 0.2, 5)]
+    ring = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+    p += [(cx + 0.15 * np.cos(a), -0.25 + 0.06 * np.sin(a), 0.0) for cx in (-0.5, 0.5) for a in ring]
+    p += [(0.4 * np.cos(a), 0.75 + 0.15 * np.sin(a), 0.15) for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)]
+    p += [(0.25 * np.cos(a), 0.75 + 0.05 * np.sin(a), 0.15) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+    return np.array(p)
+
+
+def project(pts3: np.ndarray, yaw: float, pitch: float, shift=(0.0, 0.0), dist=5.0, f=600.0) -> np.ndarray:
+    y, p = np.radians(yaw), np.radians(pitch)
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    q = pts3 @ (ry @ rx).T
+    z = dist - q[:, 2]
+    return np.c_[f * q[:, 0] / z + 320 + shift[0], f * q[:, 1] / z + 240 + shift[1]]
+
+
+def sequence(flat: bool, seed: int, n: int = 10, noise: float = 0.5) -> list[np.ndarray]:
+    """A head (or a photo of it: all depth set to 0, so every frame is a homography of the first)
+    turning and nodding up to 20 degrees while drifting, with landmark noise of `noise` pixels."""
+    rng = np.random.default_rng(seed)
+    pts = face3d()
+    if flat:
+        pts[:, 2] = 0.0
+    angles = np.linspace(0, 20, n) * rng.choice([-1, 1])
+    return [project(pts, a, a / 3 * rng.choice([-1, 1]), (a, 0.3 * a)) + rng.normal(0, noise, (68, 2))
+            for a in angles]
+
+
+def cues(lm, model=0.9, eyes=0.9, t=None, yaw=None) -> FrameCues:
+    return FrameCues(model, lm, eyes, 0.0, t=t, yaw=yaw)
+
+
+def decide(frames, policy=None, challenge=None, final=True):
+    ev = LivenessEvidence(policy or LivenessPolicy(min_frames=4), challenge)
+    for c in frames:
+        ev.add(c)
+    return ev, ev.decide(final=final)
+
+
+def test_a_photo_moved_in_front_of_the_camera_follows_one_homography():
+    live, photo = sequence(False, 1), sequence(True, 1)
+    s_live, h_live = planar_residuals(live[0], live[-1])
+    s_photo, h_photo = planar_residuals(photo[0], photo[-1])
+    assert s_photo > 0.02 and h_photo < 0.35 * s_photo   # moved clearly, yet explained by a homography
+    assert s_live > 0.02 and h_live > 0.5 * s_live       # the nose and jaw show parallax
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_planar_motion_rejects_the_moved_photo_and_not_the_turning_head(seed):
+    _, d_photo = decide([cues(lm) for lm in sequence(True, seed)])
+    assert d_photo.verdict == "attack" and "planar_motion" in d_photo.reasons
+    _, d_live = decide([cues(lm) for lm in sequence(False, seed)])
+    assert "planar_motion" not in d_live.reasons and d_live.verdict == "live"
+
+
+def test_planar_cue_stays_silent_when_nothing_moved_enough():
+    # a traveller standing still: residuals are detector noise, which says nothing about planarity
+    _, d = decide([cues(lm) for lm in sequence(True, 3, n=8)[:1] * 8])
+    assert "planar_motion" not in d.reasons
+
+
+def _answer_frames(seed: int, eyes: list[float], yaws: list[float] | None = None):
+    lms = sequence(False, seed, n=len(eyes))
+    return [cues(lm, eyes=e, t=0.25 * i, yaw=None if yaws is None else yaws[i])
+            for i, (lm, e) in enumerate(zip(lms, eyes))]
+
+
+def test_blink_after_the_request_answers_the_blink_challenge():
+    eyes = [0.9, 0.9, 0.9, 0.9, 0.05, 0.02, 0.9, 0.95]   # request at 0.6 s, blink at 1.0-1.5 s
+    ev, d = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 0.6))
+    assert ev.challenge_met and d.verdict == "live"
+
+
+def test_blink_before_the_request_does_not_count_and_times_out_into_a_referral():
+    eyes = [0.9, 0.05, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]    # blinked at 0.25 s, request only at 1.0 s
+    ev, d = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 1.0))
+    assert not ev.challenge_met
+    assert d.verdict == "undetermined" and d.reasons == ["challenge_timeout:blink"]
+    _, early = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 1.0), final=False)
+    assert early.verdict == "undetermined" and early.reasons == ["challenge_pending:blink"]
+
+
+@pytest.mark.parametrize("kind,sign,met", [("turn_left", 1, True), ("turn_right", -1, True),
+                                           ("turn_left", -1, False), ("turn_right", 1, False)])
+def test_head_turn_challenge_needs_the_asked_direction(kind, sign, met):
+    yaws = [1.0, 0.0, -1.0, 0.5] + [sign * v for v in (5.0, 10.0, 16.0, 18.0)]
+    ev, d = decide(_answer_frames(2, [0.9] * 8, yaws), challenge=Challenge(kind, 0.9))
+    assert ev.challenge_met is met
+    assert d.verdict == ("live" if met else "undetermined")
+
+
+def test_attack_cues_win_over_an_answered_challenge():
+    # a photo answers nothing by itself, but even a "met" challenge cannot outvote planar motion
+    frames = [cues(lm, eyes=e, t=0.25 * i) for i, (lm, e) in
+              enumerate(zip(sequence(True, 4), [0.9, 0.9, 0.9, 0.02, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]))]
+    ev, d = decide(frames, challenge=Challenge("blink", 0.5))
+    assert ev.challenge_met and d.verdict == "attack" and "planar_motion" in d.reasons
+
+
+def test_challenges_are_random_bilingual_and_timed_inside_the_window():
+    drawn = [Challenge.random() for _ in range(200)]
+    assert {c.kind for c in drawn} == set(CHALLENGES)
+    times = [c.issue_at for c in drawn]
+    assert 0.5 <= min(times) and max(times) <= 2.0 and len(set(times)) > 150
+    for kind in CHALLENGES:
+        g = GUIDANCE[Challenge(kind, 1.0).guidance_code]
+        assert g.vi and g.en and g.vi != g.en
+
+
+# ---- real images: the detector and 68-point landmark model on a photo warped by homographies ----
+
+@pytest.fixture(scope="module")
+def verifier(models_dir):
+    from biometrics.pipeline import FaceVerifier
+    return FaceVerifier.load(models_dir)
+
+
+def _plane_homographies(w: int, h: int, n: int, seed: int) -> list[np.ndarray]:
+    """A sheet tilted up to ~25 degrees about both axes and drifting: the image of a plane under a
+    pinhole camera, i.e. one homography per frame."""
+    rng = np.random.default_rng(seed)
+    f, out = 1.2 * w, []
+    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
+    sy, sx = rng.choice([-1, 1], 2)
+    for a in np.linspace(0, 25, n):
+        ry, rx = np.radians(sy * a), np.radians(sx * a / 2)
+        r = (np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
+             @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
+        t = np.array([a * 0.002 * w, 0.0, f])
+        m = k @ np.c_[r[:, :2], t] @ np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]])
+        out.append(m / m[2, 2])
+    base = np.linalg.inv(out[0])
+    return [m @ base for m in out]
+
+
+@pytest.mark.models
+def test_real_landmarks_of_a_warped_photo_are_planar(verifier, demo_dir):
+    v = verifier
+    photo = cv2.imread(str(demo_dir / "eileen_collins_nasa.png"))
+    h, w = photo.shape[:2]
+    canvas = cv2.copyMakeBorder(photo, h // 4, h // 4, w // 4, w // 4, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    H, W = canvas.shape[:2]
+    ev = LivenessEvidence(LivenessPolicy(min_frames=4))
+    for m in _plane_homographies(W, H, 10, seed=0):
+        img = cv2.warpPerspective(canvas, m, (W, H), borderValue=(90, 90, 90))
+        faces = v.detector.detect(img)
+        assert faces
+        face = max(faces, key=lambda f: f.score)
+        ev.add(cues(v.landmarks.predict(img, face.box)))
+    d = ev.decide(final=True)
+    assert d.verdict == "attack" and "planar_motion" in d.reasons, d.cues
+
+
+@pytest.mark.models
+def test_real_live_frames_are_not_planar(verifier, shared_dir):
+    """The gate's passing traveller (pad-dev live frames of one person) moves like a head."""
+    v = verifier
+    paths = sorted((shared_dir / "data" / "pad-dev" / "images" / "BalveerSinghYT").glob("*.png"))
+    labels = {r["path"]: r["label"] for r in csv.DictReader(open(shared_dir / "data" / "pad-dev" / "labels.csv"))}
+    ev = LivenessEvidence(LivenessPolicy(min_frames=4))
+    for p in paths:
+        if labels.get(f"images/BalveerSinghYT/{p.name}") != "live":
+            continue
+        img = cv2.imread(str(p))
+        faces = v.detector.detect(img)
+        if faces:
+            ev.add(cues(v.landmarks.predict(img, max(faces, key=lambda f: f.score).box)))
+    d = ev.decide(final=True)
+    assert d.cues["planar_pairs"] >= 3 and "planar_motion" not in d.reasons, d.cues
+
+
+# ---- simulated attack generator -----------------------------------------------------------------
+
+def _face_like(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((160, 160, 3), (60, 110, 170), np.uint8)
+    cv2.ellipse(img, (80, 85), (45, 60), 0, 0, 360, (120, 160, 210), -1)
+    for cx in (62, 98):
+        cv2.circle(img, (cx, 70), 6, (40, 40, 40), -1)
+    return cv2.GaussianBlur(img, (5, 5), 0) + rng.integers(0, 3, img.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["print", "replay"])
+def test_attack_generator_is_reproducible_by_seed_and_changes_the_image(kind):
+    from biometrics.pad_synth import ATTACKS
+    img = _face_like(0)
+    a = ATTACKS[kind](img, np.random.default_rng(7))
+    b = ATTACKS[kind](img, np.random.default_rng(7))
+    c = ATTACKS[kind](img, np.random.default_rng(8))
+    assert a.shape == img.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.abs(a.astype(int) - img).mean() > 5
+
+
+def test_simulated_replay_raises_the_moire_cue():
+    from biometrics.liveness import moire_score
+    from biometrics.pad_synth import replay_attack
+    img = cv2.resize(_face_like(1), (320, 320))
+    base = moire_score(img)
+    scores = [moire_score(replay_attack(img, np.random.default_rng(s))) for s in range(6)]
+    assert np.median(scores) > 2 * base, (base, scores)
+
+
+@pytest.mark.models
+def test_capture_loop_asks_a_challenge_and_an_unanswered_one_is_referred(models_dir, shared_dir):
+    """Recorded live frames without a blink or a turn cannot answer a request drawn at run time: the
+    window ends undetermined (a referral), whichever challenge was drawn."""
+    import dataclasses
+
+    from biometrics.camera import ImageSequenceCamera
+    from biometrics.pipeline import FaceVerifier
+    v = FaceVerifier.load(models_dir)   # its own instance: the policy is changed below
+    v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=True)
+    root = shared_dir / "data" / "pad-dev"
+    rows = [r for r in csv.DictReader((root / "labels.csv").open())
+            if "/BalveerSinghYT/" in r["path"] and r["label"] == "live"]
+    frames = []
+    for r in rows:   # one recorded frame has the eyes shut (a blink in the recording): leave it out
+        img = cv2.imread(str(root / r["path"]))
+        face = max(v.detector.detect(img), key=lambda f: f.score)
+        if v.eyes.p_open(img, v.landmarks.predict(img, face.box)) > 0.5:
+            frames.append(img)
+    seen = []
+    t = iter(np.arange(0.0, 100.0, 0.1))
+    res = v.verify(ImageSequenceCamera(frames[1:], loop=True), v.reference(frames[0]), window_s=4,
+                   clock=lambda: float(next(t)), on_guidance=seen.append)
+    assert res.liveness == "undetermined"
+    assert any(r.startswith("challenge_timeout:") for r in res.reasons), res.reasons
+    assert any(g.code.startswith("challenge_") for g in seen)
+
+
+def test_an_answer_long_after_the_request_does_not_count():
+    eyes = [0.9] * 6 + [0.02, 0.9]                      # blink at 1.5 s, request at 0.2 s, 1 s to answer
+    ev, d = decide(_answer_frames(0, eyes), LivenessPolicy(min_frames=4, challenge_response_s=1.0),
+                   Challenge("blink", 0.2))
+    assert not ev.challenge_met and d.reasons == ["challenge_timeout:blink"]
