@@ -175,6 +175,14 @@ class Lane:
         from cardreader.reader import read_document
         return read_document(self.transport, key, trust_store=self.trust_store(), at=at, deadline_s=deadline_s)
 
+    def same_card(self, key: Any, dg1: Any) -> bool:
+        """Re-read DG1 with the access key: another card refuses the key or holds another document."""
+        from cardreader.reader import read_document
+        again = read_document(self.transport, key, files=("DG1",), clone_detection=False,
+                              deadline_s=self.settings.transaction.read_s)
+        return bool(again.ok and dg1 is not None and again.dg1 is not None
+                    and again.dg1.document_number == dg1.document_number)
+
     def trust_store(self) -> Any:
         return self._trust_store
 
@@ -359,7 +367,8 @@ class Gate:
         if s.integrator_api and s.reader.kind == "simulated":
             identity = ScriptedIdentity(identity)
         devices = Devices(scanner=lane, reader=lane, face=face, identity=identity, audit=self.audit,
-                          barrier=SimulatedBarrier(auto_pass_after=None), card_present=lane.card_present)
+                          barrier=SimulatedBarrier(auto_pass_after=None), card_present=lane.card_present,
+                          same_card=lane.same_card)
         return devices, lane, camera, face
 
     # -- loop --

@@ -105,6 +105,9 @@ class Devices:
     identity_query: Callable[[Any, dict | None], tuple[Any, Any]] | None = None
     # Whether the document is still on the reader; None when the reader cannot tell.
     card_present: Callable[[], bool] | None = None
+    # (access key, DG1 read) -> whether the card on the reader is still that document (re-read
+    # of DG1): a card swapped while presence never dropped. None when the reader cannot tell.
+    same_card: Callable[[Any, Any], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.identity_query is None:
@@ -471,6 +474,9 @@ class Transaction:
         self._evidence(identity=identity_evidence(answer))
         self._enter(State.IDENTITY_CHECKED)
         self._card_still_there()
+        if self.d.same_card is not None and not self._step("card", self.t.read_s, self.d.same_card,
+                                                           printed.bac_key(), getattr(read, "dg1", None)):
+            raise _Refer("card.swapped")
 
     def _card_still_there(self) -> None:
         """The document stays on the reader until the decision: a card taken away during the
