@@ -495,6 +495,98 @@ def _cmd_faults(args) -> int:
     return 1 if failed else 0
 
 
+# --- load drill -------------------------------------------------------------------------------------
+
+def _serve_identity(directory: Path) -> tuple[str, Any]:
+    """The reference identity service (seeded) under uvicorn on a loopback port, in a thread."""
+    import uvicorn
+    from gate.identity_service import IdentityRegistry, create_app
+    registry = IdentityRegistry(f"sqlite:///{directory / 'identity.db'}")
+    registry.seed()
+    server = uvicorn.Server(uvicorn.Config(create_app("", registry=registry), host="127.0.0.1", port=_free_port(),
+                                           log_level="warning", access_log=False))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{server.config.port}", server
+
+
+def load_drill(gates: int, per_gate: int, audit_url: str, directory: Path, *, identity_url: str | None = None,
+               out=sys.stdout) -> dict[str, Any]:
+    """`gates` simulated gates (one thread each, `per_gate` transactions in turn) against one
+    identity service and one audit store; returns throughput, latency percentiles, errors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gate.barrier import SimulatedBarrier
+    from gate.identity import HttpIdentityService
+    from gate.policy import Policy
+    server = None
+    if identity_url is None:
+        identity_url, server = _serve_identity(directory)
+    identity = HttpIdentityService(identity_url, timeout_s=5.0, retries=1)
+    store = open_store(directory, audit_url)
+    first = simulated_lane(directory / "lane-0")
+    lanes = [first]
+    for i in range(1, gates):
+        lane = type(first)(first.settings)
+        card = next(iter(first.issued))
+        lane.issued[card] = first.issued[card]
+        lane.trust_store().add_csca(first.issued[card].pki.csca_cert)
+        lane.insert(card)
+        lanes.append(lane)
+
+    def run_gate(i: int) -> list[tuple[str, float, str, list[str]]]:
+        devices = Devices(scanner=lanes[i], reader=lanes[i], face=ScriptedFace(), identity=identity, audit=store,
+                          barrier=SimulatedBarrier(auto_pass_after=0.0))
+        done = []
+        for _ in range(per_gate):
+            t0 = time.perf_counter()
+            rec = Transaction(devices, Policy(), gate_id=f"load-{i}",
+                              timeouts=Timeouts(identity_s=15.0, audit_s=30.0, passage_s=1.0)).run()
+            done.append((rec.id, time.perf_counter() - t0, rec.outcome or "referred", rec.reasons))
+        return done
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=gates) as pool:
+        runs = [r for batch in pool.map(run_gate, range(gates)) for r in batch]
+    elapsed = time.perf_counter() - t0
+    ids = {r[0] for r in runs}
+    recorded = {r.transaction_id for r in store.search(limit=None) if r.transaction_id in ids}
+    chain = store.verify()
+    store.close()
+    identity.close()
+    if server is not None:
+        server.should_exit = True
+    lat = sorted(r[1] for r in runs)
+    pct = {f"p{p}": round(lat[min(len(lat) - 1, int(len(lat) * p / 100))] * 1000, 1) for p in (50, 95, 99)}
+    outcomes: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for _, _, outcome, reasons in runs:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for reason in reasons:
+            if reason.split(".")[0] in ("audit", "identity", "error", "read", "scan", "barrier", "card"):
+                errors[reason] = errors.get(reason, 0) + 1
+    figures = {"gates": gates, "transactions": len(runs), "seconds": round(elapsed, 2),
+               "transactions_per_second": round(len(runs) / elapsed, 1), "latency_ms": pct,
+               "outcomes": outcomes, "errors": errors, "audit_store": audit_url.split(":")[0],
+               "transactions_recorded": len(recorded), "lost": len(ids - recorded), "chain_ok": chain.ok}
+    print(json.dumps(figures), file=out, flush=True)
+    return figures
+
+
+def _cmd_load(args) -> int:
+    print(f"Load drill; {FACE_NOTE}", flush=True)
+    bad = 0
+    with tempfile.TemporaryDirectory(prefix="egate-load-") as tmp:
+        for n in (int(x) for x in args.gates.split(",")):
+            d = Path(tmp) / f"n{n}"
+            d.mkdir()
+            f = load_drill(n, args.per_gate, args.audit_url or f"sqlite:///{d / 'audit.db'}", d,
+                           identity_url=args.identity_url)
+            bad += f["lost"] + (not f["chain_ok"])
+    return 1 if bad else 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("drill", help="fault drills (SIGKILL, device and service faults)")
     sub = p.add_subparsers(dest="drill", metavar="DRILL", required=True)
@@ -506,3 +598,9 @@ def register(subparsers) -> None:
     k.set_defaults(func=_cmd_sigkill)
     f = sub.add_parser("faults", help="one transaction per injected fault; each must be referred, barrier closed")
     f.set_defaults(func=_cmd_faults)
+    ld = sub.add_parser("load", help="N simulated gates against one identity service and one audit store")
+    ld.add_argument("--gates", default="8,32,128", help="comma-separated gate counts")
+    ld.add_argument("--per-gate", type=int, default=10, help="transactions each gate runs")
+    ld.add_argument("--audit-url", help="audit store (PostgreSQL URL); default: SQLite in a temporary directory")
+    ld.add_argument("--identity-url", help="identity service; default: the reference service on loopback")
+    ld.set_defaults(func=_cmd_load)

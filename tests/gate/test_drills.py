@@ -113,3 +113,14 @@ def test_the_gate_reconciles_at_start_what_a_crash_left_open(tmp_path):
     assert [(r.transaction_id, r.reason_codes) for r in store.search(event_type="aborted")] == [
         ("tx-crashed", ["gate.restarted"])]
     assert gate.journal.pending() == []
+
+
+@pytest.mark.postgres
+def test_load_drill_quick_on_postgresql(tmp_path, postgres_url):
+    out = io.StringIO()
+    from gate.drills import load_drill
+    f = load_drill(8, 3, postgres_url, tmp_path, out=out)
+    assert f["transactions"] == 24 and f["lost"] == 0 and f["chain_ok"], out.getvalue()
+    assert f["transactions_recorded"] == 24 and f["outcomes"].get("passed", 0) + f["outcomes"].get("referred", 0) == 24
+    assert f["errors"] == {}, out.getvalue()
+    assert f["transactions_per_second"] > 0 and f["latency_ms"]["p50"] <= f["latency_ms"]["p99"]
