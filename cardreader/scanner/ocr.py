@@ -74,6 +74,9 @@ class LineReading:
     text: str
     confidences: tuple[float, ...]
     scores: tuple[np.ndarray, ...] = ()  # per cell: OCR-B glyph correlation with each of _ALPHABET
+    # per cell: for a filler right after a letter, the filler glyph's fit one pitch to the right
+    # of that letter (the letter's cell is well placed, a run's first cell often is not)
+    filler_after_letter: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, repr=False)
@@ -417,12 +420,20 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
         text.append(ch)
         conf.append(cf)
         scores.append(sc)
-    return LineReading("".join(text), tuple(conf), tuple(scores))
+    after = [0.0] * width
+    for i in range(1, width):
+        if text[i] == "<" and text[i - 1] not in "<?":
+            cx = float(centres[i - 1]) + lp
+            after[i] = float(_glyph_scores(ink, cx, top, bottom, pitch)[_ALPHABET.index("<")])
+    return LineReading("".join(text), tuple(conf), tuple(scores), tuple(after))
 
 
 _GLYPH_MARGIN = 0.06
 _UNCHECKED = frozenset({"document_code", "issuing_state", "name", "sex", "nationality"})
 _UNCHECKED_MIN = 0.6
+_FIT_FLOOR = 0.5     # a checked character whose glyph fits worse than this was cut out of the wrong cell
+_TWIN_MARGIN = 0.1   # how much better the glyph must fit than a check-digit twin's
+_TWIN_MIN = 0.4      # a twin fitting worse than this is no contender
 _GLYPH_SURE = 0.75  # a glyph fit below this never overrides the engine
 
 
@@ -515,6 +526,51 @@ def _check_guided(lines: list[str], fmt: str, today, scores) -> tuple[list[str],
     return lines, fixes
 
 
+def _value(ch: str) -> int:
+    return 0 if ch == "<" else int(ch) if ch.isdigit() else ord(ch) - 55
+
+
+def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
+    """Whether a reading that parses must still be refused because a misread could hide
+    in it. The check digits are modulo 10 over character values (A=10 ... Z=35, '<'=0),
+    so they cannot tell '<' from 0, A, K, U, nor 8 from I, S, nor 6 from G, and so on:
+    such *twins* must be told apart by the glyph, or the reading is refused. Names, codes
+    and sex carry no check digit at all: every letter there must be sure, and so must a
+    filler next to a letter (a name shifted or cut by one cell reads as a valid MRZ); a
+    filler after a letter may also be sure one pitch right of that letter. In checked fields a letter or
+    digit whose glyph barely fits was cut from the wrong cell, and two unsure ones under
+    one check digit can cancel out, so at most one is allowed per check. (Fillers in long
+    runs fit their interpolated cells loosely; they only have to beat plausible twins.)"""
+    unsure_per_check: dict[str, int] = {}
+    for li, (line, reading, (kinds, names)) in enumerate(zip(lines, readings, _field_map(fmt))):
+        for ci, ch in enumerate(line):
+            name, sc = names[ci], reading.scores[ci]
+            fit = float(sc[_ALPHABET.index(ch)])
+            conf = reading.confidences[ci] if reading.text[ci] == ch else fit
+            if name in _UNCHECKED:
+                if ch == "<" and ci > 0 and line[ci - 1] != "<" and names[ci - 1] == name:
+                    conf = max(conf, reading.filler_after_letter[ci] if reading.text[ci] == ch else 0.0)
+                before_letter = ci + 1 < len(line) and names[ci + 1] == name and line[ci + 1] != "<"
+                after_letter = ci > 0 and names[ci - 1] == name and line[ci - 1] != "<"
+                if conf < _UNCHECKED_MIN and (ch != "<" or before_letter or after_letter):
+                    return True
+                continue
+            allowed = _DIGITS if kinds[ci] == "d" or name.endswith("_check") else _ALPHABET
+            twins = [t for t in allowed if t != ch and _value(t) % 10 == _value(ch) % 10]
+            if any(sc[_ALPHABET.index(t)] > max(fit - _TWIN_MARGIN, _TWIN_MIN) for t in twins):
+                return True
+            if ch != "<" and fit < _FIT_FLOOR:
+                return True
+            if ch != "<" and conf < _UNCHECKED_MIN:
+                group = name.removesuffix("_check")
+                if group in ("optional_data", "optional_data_2") and fmt != "TD3":
+                    group = "composite"  # only the composite check covers these
+                unsure_per_check[group] = unsure_per_check.get(group, 0) + 1
+                if unsure_per_check[group] > 1:
+                    return True
+    return False
+
+
 def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Reading:
     ordered = list(reversed(group)) if flip else group
     n = len(ordered)
@@ -545,11 +601,7 @@ def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Read
     mrz = _parse(lines, today)
     if mrz is None:
         return Reading(tuple(lines), confidence, tuple(fixes), problem="unreadable", box=box)
-    # Names, codes and sex carry no check digit: every letter in them must be sure (a filler
-    # read as a letter, the dangerous case, is caught here).
-    unprotected = [r.confidences[ci] for r, (kinds, names) in zip(readings, _field_map(fmt))
-                   for ci, name in enumerate(names) if name in _UNCHECKED and r.text[ci] != "<"]
-    if unprotected and min(unprotected) < _UNCHECKED_MIN:
+    if _unsure(lines, fmt, readings):
         return Reading(tuple(lines), confidence, tuple(fixes), mrz, "low_confidence", box)
     confidence *= 0.97 ** len([f for f in fixes if f.rule == "check_digit"])
     return Reading(tuple(lines), confidence, tuple(fixes), mrz,

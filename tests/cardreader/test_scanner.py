@@ -207,3 +207,58 @@ def test_generator_is_deterministic_and_cli_writes_labels(tmp_path):
     labels = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert [x["level"] for x in labels] == ["clean", "severe"]
     assert all((tmp_path / x["file"]).is_file() and parse_mrz(x["mrz"]).valid for x in labels)
+
+
+# --- misreads the check digits cannot see are refused ----------------------------------------
+
+@pytest.mark.parametrize("fmt, level, index", [
+    ("TD1", "clean", 3),     # given names shifted right by one cell: TRAN<<<ZOE for TRAN<<ZOE
+    ("TD1", "clean", 131),   # a filler in the document number read as K (K=20, '<'=0: same check digit)
+    ("TD1", "severe", 1),    # SIOBHA< for SIOBHAN: a name cut by one letter
+])
+def test_benchmark_images_once_wrongly_accepted_are_read_exactly_or_refused(fmt, level, index):
+    """Seed 2026 images of `bench-mrz` that used to pass every check digit with a wrong MRZ."""
+    s = synth.sample(random.Random(f"2026/{fmt}/{level}/{index}"), fmt, level)
+    result = read_mrz(s.image)
+    assert not result.ok or _lines(result) == s.mrz
+    assert result.ok or result.reason == "low_confidence"
+
+
+def _readings(lines, conf=0.95, scores=None, low=()):
+    """LineReadings for `lines` with hand-set confidence; `low` = ((line, col, conf), ...)."""
+    scores = scores or _scores(lines)
+    out = []
+    for li, line in enumerate(lines):
+        confs = [conf] * len(line)
+        for l_li, l_ci, c in low:
+            if l_li == li:
+                confs[l_ci] = c
+        out.append(ocr.LineReading(line, tuple(confs), tuple(scores[li]), (0.0,) * len(line)))
+    return out
+
+
+def test_sure_reading_is_not_refused():
+    lines = TRUE_TD1.split("\n")
+    assert not ocr._unsure(lines, "TD1", _readings(lines))
+
+
+def test_check_digit_twins_must_be_told_apart_by_the_glyph():
+    lines = TRUE_TD1.split("\n")
+    col = 5 + lines[0][5:14].index("S")  # S=28 and 8 weigh the same modulo 10
+    assert ocr._unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "8")])))
+    # O and 0 are told apart by the check digit itself: a close glyph there is no reason to refuse
+    col = 5 + lines[0][5:14].index("O")
+    assert not ocr._unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "0")])))
+
+
+def test_two_unsure_characters_under_one_check_digit_are_refused():
+    lines = TRUE_TD1.split("\n")
+    assert not ocr._unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3)]))
+    assert ocr._unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3), (0, 8, 0.3)]))
+
+
+def test_unsure_filler_next_to_a_name_letter_is_refused():
+    lines = TRUE_TD1.split("\n")
+    end = len("ERIKSSON<<ANNA")  # the filler right after the last given-name letter
+    assert ocr._unsure(lines, "TD1", _readings(lines, low=[(2, end, 0.2)]))
+    assert not ocr._unsure(lines, "TD1", _readings(lines, low=[(2, end + 5, 0.2)]))  # deep in the run
