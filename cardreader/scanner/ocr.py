@@ -22,9 +22,11 @@ Three steps, each of which can say no:
    check digit fails, single confusion substitutions (O/0, I/1, B/8, S/5, Z/2,
    G/6, K/<) are tried where the glyph fits both about equally, and one is kept
    only when exactly one candidate satisfies both the field's and the composite
-   check digit. Nothing is guessed across several positions. Fields without a
-   check digit (names, codes, sex) must be glyph-sure in every letter, or the
-   reading is refused as `low_confidence`.
+   check digit. Nothing is guessed across several positions. Then what the
+   check digits cannot see must be sure, or the reading is refused as
+   `low_confidence`: names, codes and sex (no check digit), and check-digit
+   twins, characters of equal value modulo 10 such as '<'/0/K or 8/S (see
+   `_unsure`).
 """
 from __future__ import annotations
 
@@ -537,10 +539,11 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
     such *twins* must be told apart by the glyph, or the reading is refused. Names, codes
     and sex carry no check digit at all: every letter there must be sure, and so must a
     filler next to a letter (a name shifted or cut by one cell reads as a valid MRZ); a
-    filler after a letter may also be sure one pitch right of that letter. In checked fields a letter or
-    digit whose glyph barely fits was cut from the wrong cell, and two unsure ones under
-    one check digit can cancel out, so at most one is allowed per check. (Fillers in long
-    runs fit their interpolated cells loosely; they only have to beat plausible twins.)"""
+    filler after a letter may also be sure one pitch right of that letter. In checked
+    fields a letter or digit whose glyph barely fits was cut from the wrong cell, and two
+    unsure ones under one check digit can cancel out, so at most one is allowed per check.
+    (Fillers in long runs fit their interpolated cells loosely; they only have to beat
+    plausible twins.)"""
     unsure_per_check: dict[str, int] = {}
     for li, (line, reading, (kinds, names)) in enumerate(zip(lines, readings, _field_map(fmt))):
         for ci, ch in enumerate(line):
@@ -549,7 +552,8 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
             conf = reading.confidences[ci] if reading.text[ci] == ch else fit
             if name in _UNCHECKED:
                 if ch == "<" and ci > 0 and line[ci - 1] != "<" and names[ci - 1] == name:
-                    conf = max(conf, reading.filler_after_letter[ci] if reading.text[ci] == ch else 0.0)
+                    if reading.text[ci] == ch and reading.filler_after_letter:
+                        conf = max(conf, reading.filler_after_letter[ci])
                 before_letter = ci + 1 < len(line) and names[ci + 1] == name and line[ci + 1] != "<"
                 after_letter = ci > 0 and names[ci - 1] == name and line[ci - 1] != "<"
                 if conf < _UNCHECKED_MIN and (ch != "<" or before_letter or after_letter):
