@@ -9,7 +9,9 @@ committed record is lost and no transaction is left open without a record.
 service down / slow / erroring / malformed, audit store locked / full / gone,
 camera without frames / broken / frozen / another face, card pulled / mute /
 swapped) and checks each is referred with the barrier closed and the reason in
-the audit trail.
+the audit trail. `python -m gate drill pg-restart` restarts PostgreSQL under a
+running gate; `python -m gate drill load` runs N simulated gates against one
+identity service and one audit store and prints throughput and latencies.
 
 Everything runs on loopback with bounded loops. The face station here is a
 scripted fake returning a fixed FaceResult (said in the output): the drills
@@ -587,6 +589,63 @@ def _cmd_load(args) -> int:
     return 1 if bad else 0
 
 
+def pg_restart_drill(audit_url: str, restart: list[str], directory: Path, *, seconds: float = 8.0,
+                     restart_after_s: float = 2.0, out=sys.stdout) -> dict[str, Any]:
+    """One gate runs transactions for `seconds` against PostgreSQL while `restart` (e.g.
+    pg_ctl restart -m fast) runs after `restart_after_s`: transactions caught by the restart
+    must be referred with audit.unavailable, the barrier never left open, later ones pass."""
+    from gate.barrier import SimulatedBarrier
+    from gate.policy import Policy
+    store = open_store(directory, audit_url)
+    lane = simulated_lane(directory / "lane")
+    barrier = SimulatedBarrier(auto_pass_after=0.0)
+    devices = Devices(scanner=lane, reader=lane, face=ScriptedFace(), identity=ClearIdentity(), audit=store,
+                      barrier=barrier)
+    runs: list[tuple[float, str, list[str], bool]] = []
+    t0 = time.monotonic()
+
+    def drive() -> None:
+        while time.monotonic() - t0 < seconds:
+            rec = Transaction(devices, Policy(), gate_id="drill-gate",
+                              timeouts=Timeouts(audit_s=3.0, passage_s=0.5)).run()
+            runs.append((time.monotonic() - t0, rec.outcome or "referred", rec.reasons,
+                         barrier.state() is BarrierState.CLOSED))
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    time.sleep(restart_after_s)
+    r0 = time.monotonic() - t0
+    done = subprocess.run(restart, capture_output=True, timeout=120)
+    r1 = time.monotonic() - t0
+    driver.join()
+    ids_passed = [r for r in runs if r[1] == "passed"]
+    chain = store.verify()
+    store.close()
+    problems = []
+    if done.returncode != 0:
+        problems.append(f"restart command failed: {done.stderr.decode()[-200:]}")
+    if not all(r[3] for r in runs):
+        problems.append("barrier not closed after a transaction")
+    bad = [r for r in runs if r[1] == "referred" and r[2] != ["audit.unavailable"]]
+    if bad:
+        problems.append(f"{len(bad)} referrals for another reason: {sorted({tuple(r[2]) for r in bad})}")
+    if not any(r[0] > r1 + 1.0 and r[1] == "passed" for r in runs):
+        problems.append("no transaction passed after the restart (store did not recover)")
+    if not chain.ok:
+        problems.append(f"chain: {chain.problem}")
+    figures = {"transactions": len(runs), "passed": len(ids_passed), "referred_audit_unavailable":
+               sum(r[1] == "referred" for r in runs) - len(bad), "restart_window_s": [round(r0, 2), round(r1, 2)],
+               "chain_ok": chain.ok, "problems": problems}
+    print(json.dumps(figures), file=out, flush=True)
+    return figures
+
+
+def _cmd_pg_restart(args) -> int:
+    with tempfile.TemporaryDirectory(prefix="egate-pgrestart-") as tmp:
+        f = pg_restart_drill(args.audit_url, args.restart_command.split(), Path(tmp), seconds=args.seconds)
+    return 1 if f["problems"] else 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("drill", help="fault drills (SIGKILL, device and service faults)")
     sub = p.add_subparsers(dest="drill", metavar="DRILL", required=True)
@@ -604,3 +663,8 @@ def register(subparsers) -> None:
     ld.add_argument("--audit-url", help="audit store (PostgreSQL URL); default: SQLite in a temporary directory")
     ld.add_argument("--identity-url", help="identity service; default: the reference service on loopback")
     ld.set_defaults(func=_cmd_load)
+    pr = sub.add_parser("pg-restart", help="restart PostgreSQL under a running gate")
+    pr.add_argument("--audit-url", required=True)
+    pr.add_argument("--restart-command", required=True, help="e.g. 'pg_ctl -D DATA -m fast -w restart'")
+    pr.add_argument("--seconds", type=float, default=8.0)
+    pr.set_defaults(func=_cmd_pg_restart)

@@ -124,3 +124,39 @@ def test_load_drill_quick_on_postgresql(tmp_path, postgres_url):
     assert f["transactions_recorded"] == 24 and f["outcomes"].get("passed", 0) + f["outcomes"].get("referred", 0) == 24
     assert f["errors"] == {}, out.getvalue()
     assert f["transactions_per_second"] > 0 and f["latency_ms"]["p50"] <= f["latency_ms"]["p99"]
+
+
+@pytest.mark.postgres
+def test_postgresql_restarted_under_a_running_gate(tmp_path):
+    """Own throw-away cluster (the session's server is shared): restarted mid-run, the
+    transactions it catches are referred with audit.unavailable, later ones pass."""
+    import os
+    import shutil
+    import subprocess
+
+    from pathlib import Path
+
+    from gate.drills import _free_port, pg_restart_drill
+    PG_BIN = Path(os.environ.get("EGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+    if not (PG_BIN / "initdb").is_file():
+        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN}")
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    import tempfile
+    root = Path(tempfile.mkdtemp(prefix="egate-pg-restart-"))   # the postgres user cannot enter tmp_path
+    if run_as:
+        shutil.chown(root, "postgres", "postgres")
+    port, data = _free_port(), root / "data"
+    ctl = [*run_as, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60"]
+    opts = ["-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"]
+    subprocess.run([*run_as, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*ctl, "start", *opts], check=True, capture_output=True, timeout=120)
+    try:
+        f = pg_restart_drill(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+                             [*ctl, "-m", "fast", "restart", *opts], tmp_path, seconds=6.0, restart_after_s=1.5,
+                             out=io.StringIO())
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+    assert f["problems"] == [] and f["chain_ok"]
+    assert f["passed"] > 0 and f["referred_audit_unavailable"] >= 1
