@@ -28,9 +28,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
 fi
-extras=""
-[ $want_test = 1 ] && extras="[test]"
-stamp=".venv/.installed$( [ $want_test = 1 ] && echo -test)"
+# The test install is a superset of the runtime one, so either stamp satisfies a runtime setup.
+if [ $want_test = 1 ]; then
+  extras="[test]"; stamp=".venv/.installed-test"
+else
+  extras=""; stamp=".venv/.installed"
+  [ -f .venv/.installed-test ] && ! [ pyproject.toml -nt .venv/.installed-test ] && stamp=".venv/.installed-test"
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
