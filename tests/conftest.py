@@ -16,6 +16,19 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def pcscd(tmp_path_factory):
+    """One private pcscd with the vpcd reader for the whole test process (pcsc-lite reads its
+    socket name once per process, so a second daemon would never be seen); skips with the
+    reason when pcscd/vpcd are not installed."""
+    from cardreader.sim.vpcd import PrivatePcscd
+    why = PrivatePcscd.unavailable()
+    if why:
+        pytest.skip(why)
+    with PrivatePcscd(tmp_path_factory.mktemp("pcscd")) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
 def models_dir() -> Path:
     d = Path(os.environ.get("EGATE_MODELS_DIR", SHARED / "models"))
     if not (d / "face_detection_yunet_2023mar.onnx").is_file():

@@ -174,7 +174,12 @@ class PrivatePcscd:
     process, which must happen before its first PC/SC call. Readers are
     awaited by polling `smartcard.System.readers()`, never a fixed sleep.
     The daemon is stopped by its PID (`unshare` and `sh` exec into pcscd).
+    Since pcsc-lite reads the socket name once, a process can use only one
+    PrivatePcscd in its lifetime: a second one is refused rather than left
+    talking to the first daemon's reader.
     """
+
+    _started_in_process = False
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
@@ -204,6 +209,9 @@ class PrivatePcscd:
     def start(self, timeout: float = 10.0) -> "PrivatePcscd":
         """Start in a private mount namespace; where that is refused (no CAP_SYS_ADMIN), on the
         system socket path if no other pcscd holds it."""
+        if PrivatePcscd._started_in_process:
+            raise RuntimeError("this process already used a private pcscd: pcsc-lite keeps talking to the "
+                               "first one, so share one PrivatePcscd per process")
         exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
         run = self.workdir / "run"
         run.mkdir(parents=True, exist_ok=True)
@@ -240,6 +248,7 @@ class PrivatePcscd:
                 raise RuntimeError("pcscd did not create its socket in time")
             time.sleep(0.01)
         os.environ["PCSCLITE_CSOCK_NAME"] = str(socket_path)
+        PrivatePcscd._started_in_process = True
         return True
 
     def _await_reader(self, deadline: float) -> "PrivatePcscd":

@@ -1,13 +1,10 @@
 """cardreader fixtures: an issued demo document (cached per session) and, for `pcsc` tests,
-a private pcscd with the vpcd virtual reader, started and stopped by PID."""
+a virtual card on the shared private pcscd (tests/conftest.py)."""
 from __future__ import annotations
-
-from typing import Iterator
 
 import pytest
 
 from cardreader.lds.dg1 import DG1
-from cardreader.sim.vpcd import PrivatePcscd
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +31,6 @@ def demo_key(demo_document):
 
 
 # --------------------------------------------------------------------------- pcscd + vpcd
-
-@pytest.fixture(scope="session")
-def pcscd(tmp_path_factory) -> Iterator[PrivatePcscd]:
-    """A private pcscd with the vpcd reader for this test session (see `PrivatePcscd`); skips with
-    the reason when pcscd/vpcd are not installed."""
-    why = PrivatePcscd.unavailable()
-    if why:
-        pytest.skip(why)
-    with PrivatePcscd(tmp_path_factory.mktemp("pcscd")) as daemon:
-        yield daemon
-
 
 @pytest.fixture
 def virtual_card(pcscd):

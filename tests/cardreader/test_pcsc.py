@@ -144,3 +144,10 @@ def test_reset_by_another_application_is_reported_then_reconnected(pcscd, transp
     with pytest.raises(TransportError, match="reset"):
         transport.transmit(bytes.fromhex("0084000008"))
     assert transport.transmit(bytes.fromhex("0084000008"))[-2:] == b"\x90\x00"
+
+
+def test_a_second_private_pcscd_in_one_process_is_refused(pcscd, tmp_path):
+    """pcsc-lite keeps the first daemon's socket: a second one would silently show another reader."""
+    from cardreader.sim.vpcd import PrivatePcscd
+    with pytest.raises(RuntimeError, match="already used a private pcscd"):
+        PrivatePcscd(tmp_path).start()

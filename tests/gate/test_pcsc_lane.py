@@ -7,21 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from cardreader.sim.vpcd import PrivatePcscd
 from gate.barrier import BarrierState
 from gate.config import Settings
 from gate.station import Gate, Lane, persona_from, recorded_live_person
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.models]
-
-
-@pytest.fixture(scope="module")
-def pcscd(tmp_path_factory):
-    why = PrivatePcscd.unavailable()
-    if why:
-        pytest.skip(why)
-    with PrivatePcscd(tmp_path_factory.mktemp("pcscd")) as daemon:
-        yield daemon
 
 
 def test_pcsc_lane_runs_a_whole_transaction(pcscd, models_dir, shared_dir, tmp_path):
