@@ -1,15 +1,18 @@
-"""PACE v2 (ICAO 9303-11 §4.4) with Generic Mapping over ECDH and DH, both sides.
+"""PACE v2 (ICAO 9303-11 §4.4) with Generic and Integrated Mapping over ECDH and DH, both sides.
 
 The group arithmetic is the `ecdsa` package's (it has the Brainpool curves
 and raw point addition, which Generic Mapping needs and pyca/cryptography
-does not expose); DH is modular exponentiation in Python integers. The host
-runs `perform_pace`; the simulated chip runs `ChipPACE`. Both validate every
-received public key (on the curve / in the subgroup, not the identity).
+does not expose); DH is modular exponentiation in Python integers; the
+block cipher of the Integrated Mapping's pseudo-random function is pyca's
+(through `sm.cbc_encrypt`). The host runs `perform_pace`; the simulated chip
+runs `ChipPACE`. Both validate every received public key (on the curve / in
+the subgroup, not the identity) and every mapped generator.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -21,8 +24,10 @@ from ecdsa import curves, ellipticcurve
 from cardreader.apdu import AuthenticationFailed, CardError, CommandAPDU, PlainChannel, check
 from cardreader.lds.security_infos import (PACEDomainParameterInfo, PaceOption, SecurityProtocol,
                                            parse_security_infos)
-from cardreader.protocol.sm import (AccessControlError, SecureChannel, SecureMessagingError, SMSession,
-                                    cbc_decrypt, cbc_encrypt, encode_do, kdf, mac, pad, parse_dos)
+from cardreader.protocol.sm import (CIPHER_KEY_LENGTHS, AccessControlError, SecureChannel, SecureMessagingError,
+                                    SMSession, cbc_decrypt, cbc_encrypt, encode_do, kdf, mac, pad, parse_dos)
+
+log = logging.getLogger(__name__)
 
 
 class PACEError(AccessControlError):
@@ -88,7 +93,10 @@ class ECGroup:
         y = int.from_bytes(data[1 + self.size:], "big")
         if not (x < self.fp.p() and y < self.fp.p() and self.fp.contains_point(x, y)):
             raise PACEError("public key is not on the curve")
-        return ellipticcurve.PointJacobi(self.fp, x, y, 1, self.order)
+        point = ellipticcurve.PointJacobi(self.fp, x, y, 1, self.order)
+        if self.fp.cofactor() != 1 and point * self.order != ellipticcurve.INFINITY:
+            raise PACEError("public key is not in the prime-order subgroup")
+        return point
 
     def shared(self, private: int, public: bytes) -> ellipticcurve.PointJacobi:
         point = self.decode(public) * private
@@ -104,6 +112,17 @@ class ECGroup:
         g = self.g * nonce + self.shared(private, public)
         if g == ellipticcurve.INFINITY:
             raise PACEError("mapped generator is the identity")
+        return ECGroup(self.curve, g)
+
+    def map_integrated(self, s: bytes, t: bytes, cipher: str) -> "ECGroup":
+        """Ĝ = f_G(R_p(s,t)) (9303-11 §4.4.3.3.2), f_G the point encoding of Appendix B.2."""
+        p = self.fp.p()
+        x, y = point_encoding(int.from_bytes(pseudo_random(s, t, cipher, p), "big") % p, self.fp)
+        g = ellipticcurve.PointJacobi(self.fp, x, y, 1, self.order)
+        if self.fp.cofactor() != 1:
+            g = g * self.fp.cofactor()
+            if g == ellipticcurve.INFINITY or g * self.order != ellipticcurve.INFINITY:
+                raise PACEError("mapped generator is not in the prime-order subgroup")
         return ECGroup(self.curve, g)
 
     def public_key_do(self, oid_der: bytes, public: bytes) -> bytes:
@@ -141,6 +160,14 @@ class DHGroup:
             raise PACEError("mapped generator is 1")
         return DHGroup(self.p, g, self.order)
 
+    def map_integrated(self, s: bytes, t: bytes, cipher: str) -> "DHGroup":
+        """ĝ = f_g(R_p(s,t)) with f_g(x) = x^a mod p, a = (p-1)/q the cofactor (9303-11 §4.4.3.3.2)."""
+        x = int.from_bytes(pseudo_random(s, t, cipher, self.p), "big") % self.p
+        g = pow(x, (self.p - 1) // self.order, self.p)
+        if g in (0, 1):
+            raise PACEError("mapped generator is 1")
+        return DHGroup(self.p, g, self.order)
+
     def public_key_do(self, oid_der: bytes, public: bytes) -> bytes:
         return encode_do2(0x7F49, encode_do(0x06, oid_der) + encode_do(0x84, public))
 
@@ -150,19 +177,122 @@ def encode_do2(tag: int, value: bytes) -> bytes:
     return tag.to_bytes(2, "big") + encode_do(0, value)[1:]
 
 
-_RFC5114_1024 = DHGroup(
-    int("B10B8F96A080E01DDE92DE5EAE5D54EC52C99FBCFB06A3C69A6A9DCA52D23B616073E28675A23D189838EF1E2EE652C0"
-        "13ECB4AEA906112324975C3CD49B83BFACCBDD7D90C4BD7098488E9C219A73724EFFD6FAE5644738FAA31A4FF55BCCC0"
-        "A151AF5F0DC8B4BD45BF37DF365C1A65E68CFDA76D4DA708DF1FB2BC2E4A4371", 16),
-    int("A4D1CBD5C3FD34126765A442EFB99905F8104DD258AC507FD6406CFF14266D31266FEA1E5C41564B777E690F5504F213"
-        "160217B4B01B886A5E91547F9E2749F4D7FBD7D3B9A92EE1909D0D2263F80A76A6A24C087A091F531DBF0A0169B6A28A"
-        "D662A4D18E73AFA32D779D5918D08BC8858F4DCEF97C2A24855E6EEB22B3B2E5", 16),
-    int("F518AA8781A8DF278ABA4E7D64B7CB9D49462353", 16),
-)
+# --------------------------------------------------------------------------- integrated mapping
 
-# ICAO 9303-11 §9.5.1 standardized domain parameters (DH groups 1 and 2 are not offered here)
+# The constants c0, c1 of the pseudo-random number mapping (9303-11 §4.4.3.3.2), by the length l of s:
+# 128 bits for 3DES and AES-128, 256 bits for AES-192 and AES-256.
+PRF_CONSTANTS = {
+    16: (bytes.fromhex("a668892a7c41e3ca739f40b057d85904"), bytes.fromhex("a4e136ac725f738b01c1f60217c188ad")),
+    32: (bytes.fromhex("d463d65234124ef7897054986dca0a174e28df758cbaa03f240616414d5a1676"),
+         bytes.fromhex("54bd7255f0aaf831bec3423fcf39d69b6cbf066677d0faae5aadd99df8e53517")),
+}
+
+
+def nonce_length(mapping: str, cipher: str) -> int:
+    """Length in bytes of the chip's nonce s (9303-11 §4.4.3.3): one block for the Generic Mapping; for
+    the Integrated Mapping l, the smallest multiple of the block size with l ≥ k (3DES: k = 128 bits)."""
+    if mapping == "IM":
+        return 16 if cipher in ("3DES", "AES-128") else 32
+    return 8 if cipher == "3DES" else 16
+
+
+def pseudo_random(s: bytes, t: bytes, cipher: str, p: int) -> bytes:
+    """R(s,t) = x_1 || ... || x_n of 9303-11 §4.4.3.3.2 (figure 2); R_p(s,t) is its integer mod p.
+
+    E() is the protocol's block cipher in CBC mode with IV = 0: k_0 = E(t, s),
+    then x_i = E(k_{i-1}, c_1) and k_i = E(k_{i-1}, c_0), each key truncated to
+    the key size k (AES-192 keeps octets 1-24; 3DES counts as 128 bits). n is
+    the smallest number with n·l ≥ log2 p + 64.
+    """
+    k = CIPHER_KEY_LENGTHS[cipher]
+    if len(s) != nonce_length("IM", cipher) or len(t) != k:
+        raise PACEError("integrated mapping nonces of the wrong length")
+    c0, c1 = PRF_CONSTANTS[len(s)]
+    n = -(-(p.bit_length() + 64) // (8 * len(s)))
+    key, x = cbc_encrypt(cipher, t, s), b""
+    for _ in range(n):
+        key = key[:k]
+        x += cbc_encrypt(cipher, key, c1)
+        key = cbc_encrypt(cipher, key, c0)
+    return x
+
+
+def point_encoding(t: int, fp: ellipticcurve.CurveFp) -> tuple[int, int]:
+    """f_G of 9303-11 Appendix B.2 ([BCIMRT2010], affine coordinates), before the co-factor.
+
+    Maps 0 < t < p to a point of E: y² = x³ + ax + b over GF(p); needs p ≡ 3 mod 4
+    and a ≠ 0. Any input for which a step is undefined is an error, never a point.
+    """
+    p, a, b = fp.p(), fp.a(), fp.b()
+    if p % 4 != 3 or a == 0:
+        raise PACEError("the curve does not allow the Integrated Mapping", "pace_unsupported")
+    alpha = -t * t % p  # 1. α = -t² mod p
+    if not 0 < t < p or (alpha + alpha * alpha) % p == 0:
+        raise PACEError("integrated mapping input has no image")
+    x2 = -b * pow(a, -1, p) * (1 + pow(alpha + alpha * alpha, -1, p)) % p  # 2. X2 = -b·a⁻¹·(1 + (α + α²)⁻¹)
+    x3 = alpha * x2 % p  # 3. X3 = α·X2
+    h2 = (pow(x2, 3, p) + a * x2 + b) % p  # 4. h2 = X2³ + a·X2 + b
+    u = pow(t, 3, p) * h2 % p  # 6. U = t³·h2  (step 5, h3, is only needed to see why step 9 works)
+    big_a = pow(h2, p - 1 - (p + 1) // 4, p)  # 7. A = h2^(p-1-(p+1)/4)
+    x, y = (x2, big_a * h2 % p) if big_a * big_a * h2 % p == 1 else (x3, big_a * u % p)  # 8. / 9.
+    if not fp.contains_point(x, y):
+        raise PACEError("mapped generator is not on the curve")
+    return x, y
+
+
+# --------------------------------------------------------------------------- domain parameters
+
+def _modp(p: str, g: str, q: str) -> DHGroup:
+    return DHGroup(int(p, 16), int(g, 16), int(q, 16))
+
+
+# RFC 5114 §2.1-2.3: the MODP groups with prime-order subgroups of 9303-11 table 12, IDs 0-2
+_RFC5114_1024_160 = _modp(
+    "B10B8F96A080E01DDE92DE5EAE5D54EC52C99FBCFB06A3C69A6A9DCA52D23B616073E28675A23D189838EF1E2EE652C0"
+    "13ECB4AEA906112324975C3CD49B83BFACCBDD7D90C4BD7098488E9C219A73724EFFD6FAE5644738FAA31A4FF55BCCC0"
+    "A151AF5F0DC8B4BD45BF37DF365C1A65E68CFDA76D4DA708DF1FB2BC2E4A4371",
+    "A4D1CBD5C3FD34126765A442EFB99905F8104DD258AC507FD6406CFF14266D31266FEA1E5C41564B777E690F5504F213"
+    "160217B4B01B886A5E91547F9E2749F4D7FBD7D3B9A92EE1909D0D2263F80A76A6A24C087A091F531DBF0A0169B6A28A"
+    "D662A4D18E73AFA32D779D5918D08BC8858F4DCEF97C2A24855E6EEB22B3B2E5",
+    "F518AA8781A8DF278ABA4E7D64B7CB9D49462353")
+_RFC5114_2048_224 = _modp(
+    "AD107E1E9123A9D0D660FAA79559C51FA20D64E5683B9FD1B54B1597B61D0A75E6FA141DF95A56DBAF9A3C407BA1DF15"
+    "EB3D688A309C180E1DE6B85A1274A0A66D3F8152AD6AC2129037C9EDEFDA4DF8D91E8FEF55B7394B7AD5B7D0B6C12207"
+    "C9F98D11ED34DBF6C6BA0B2C8BBC27BE6A00E0A0B9C49708B3BF8A317091883681286130BC8985DB1602E714415D9330"
+    "278273C7DE31EFDC7310F7121FD5A07415987D9ADC0A486DCDF93ACC44328387315D75E198C641A480CD86A1B9E587E8"
+    "BE60E69CC928B2B9C52172E413042E9B23F10B0E16E79763C9B53DCF4BA80A29E3FB73C16B8E75B97EF363E2FFA31F71"
+    "CF9DE5384E71B81C0AC4DFFE0C10E64F",
+    "AC4032EF4F2D9AE39DF30B5C8FFDAC506CDEBE7B89998CAF74866A08CFE4FFE3A6824A4E10B9A6F0DD921F01A70C4AFA"
+    "AB739D7700C29F52C57DB17C620A8652BE5E9001A8D66AD7C17669101999024AF4D027275AC1348BB8A762D0521BC98A"
+    "E247150422EA1ED409939D54DA7460CDB5F6C6B250717CBEF180EB34118E98D119529A45D6F834566E3025E316A330EF"
+    "BB77A86F0C1AB15B051AE3D428C8F8ACB70A8137150B8EEB10E183EDD19963DDD9E263E4770589EF6AA21E7F5F2FF381"
+    "B539CCE3409D13CD566AFBB48D6C019181E1BCFE94B30269EDFE72FE9B6AA4BD7B5A0F1C71CFFF4C19C418E1F6EC0179"
+    "81BC087F2A7065B384B890D3191F2BFA",
+    "801C0D34C58D93FE997177101F80535A4738CEBCBF389A99B36371EB")
+_RFC5114_2048_256 = _modp(
+    "87A8E61DB4B6663CFFBBD19C651959998CEEF608660DD0F25D2CEED4435E3B00E00DF8F1D61957D4FAF7DF4561B2AA30"
+    "16C3D91134096FAA3BF4296D830E9A7C209E0C6497517ABD5A8A9D306BCF67ED91F9E6725B4758C022E0B1EF4275BF7B"
+    "6C5BFC11D45F9088B941F54EB1E59BB8BC39A0BF12307F5C4FDB70C581B23F76B63ACAE1CAA6B7902D52526735488A0E"
+    "F13C6D9A51BFA4AB3AD8347796524D8EF6A167B5A41825D967E144E5140564251CCACB83E6B486F6B3CA3F7971506026"
+    "C0B857F689962856DED4010ABD0BE621C3A3960A54E710C375F26375D7014103A4B54330C198AF126116D2276E11715F"
+    "693877FAD7EF09CADB094AE91E1A1597",
+    "3FB32C9B73134D0B2E77506660EDBD484CA7B18F21EF205407F4793A1A0BA12510DBC15077BE463FFF4FED4AAC0BB555"
+    "BE3A6C1B0C6B47B1BC3773BF7E8C6F62901228F8C28CBB18A55AE31341000A650196F931C77A57F2DDF463E5E9EC144B"
+    "777DE62AAAB8A8628AC376D282D6ED3864E67982428EBC831D14348F6F2F9193B5045AF2767164E1DFC967C1FB3F2E55"
+    "A4BD1BFFE83B9C80D052B985D182EA0ADB2A3B7313D3FE14C8484B1E052588B9B7D2BBD2DF016199ECD06E1557CD0915"
+    "B3353BBB64E0EC377FD028370DF92B52C7891428CDC67EB6184B523D1DB246C32F63078490F00EF8D647D148D4795451"
+    "5E2327CFEF98C582664B4C0F6CC41659",
+    "8CF83642A709A097B447997640129DA299B1A47D1EB3750BA308B0FE64F5FBD3")
+
+# ICAO 9303-11 §9.5.1 table 12: every standardized domain parameter ID (3-7 and 19-31 are RFU)
+STANDARD_NAMES = {
+    0: "1024-bit MODP group with 160-bit prime order subgroup", 1: "2048-bit MODP group with 224-bit prime "
+    "order subgroup", 2: "2048-bit MODP group with 256-bit prime order subgroup", 8: "NIST P-192",
+    9: "brainpoolP192r1", 10: "NIST P-224", 11: "brainpoolP224r1", 12: "NIST P-256", 13: "brainpoolP256r1",
+    14: "brainpoolP320r1", 15: "NIST P-384", 16: "brainpoolP384r1", 17: "brainpoolP512r1", 18: "NIST P-521",
+}
 STANDARD_GROUPS: dict[int, Callable[[], ECGroup | DHGroup]] = {
-    0: lambda: _RFC5114_1024,
+    0: lambda: _RFC5114_1024_160, 1: lambda: _RFC5114_2048_224, 2: lambda: _RFC5114_2048_256,
     8: lambda: ECGroup(curves.NIST192p), 9: lambda: ECGroup(curves.BRAINPOOLP192r1),
     10: lambda: ECGroup(curves.NIST224p), 11: lambda: ECGroup(curves.BRAINPOOLP224r1),
     12: lambda: ECGroup(curves.NIST256p), 13: lambda: ECGroup(curves.BRAINPOOLP256r1),
@@ -219,39 +349,43 @@ def explicit_group(info: PACEDomainParameterInfo) -> ECGroup | DHGroup:
 
 
 def group_for(option: PaceOption, domain_parameters: tuple[PACEDomainParameterInfo, ...] = ()) -> ECGroup | DHGroup:
-    """The group a PACEInfo names: standardized (IDs 0-31) or given by the PACEDomainParameterInfo
-    with the same parameter ID."""
-    if option.parameter_id is not None and option.parameter_id < 32:
-        if option.parameter_id not in STANDARD_GROUPS:
-            raise PACEError(f"domain parameters {option.parameter_id} not supported", "pace_unsupported")
-        group = STANDARD_GROUPS[option.parameter_id]()
-    else:
-        matches = [d for d in domain_parameters if d["parameter_id"].native == option.parameter_id]
-        if len(matches) != 1:
-            raise PACEError(f"no single PACEDomainParameterInfo for parameter ID {option.parameter_id}",
+    """The group a PACEInfo names: standardized (IDs 0-31, table 12) or given by the
+    PACEDomainParameterInfo with the same parameter ID. Anything else is a `PACEError`
+    ('pace_unsupported') that names the ID and why."""
+    pid = option.parameter_id
+    if option.mapping not in ("GM", "IM"):
+        raise PACEError(f"{option.name}: the {option.mapping} mapping is not supported", "pace_unsupported")
+    if pid is not None and pid < 32:
+        if pid not in STANDARD_GROUPS:
+            raise PACEError(f"{option.name}: domain parameter ID {pid} is reserved (RFU) in 9303-11 table 12",
                             "pace_unsupported")
-        group = explicit_group(matches[0])
+        group, name = STANDARD_GROUPS[pid](), f"standardized domain parameters {pid} ({STANDARD_NAMES[pid]})"
+    else:
+        matches = [d for d in domain_parameters if d["parameter_id"].native == pid]
+        if len(matches) != 1:
+            raise PACEError(f"{option.name}: no single PACEDomainParameterInfo for parameter ID {pid}",
+                            "pace_unsupported")
+        group, name = explicit_group(matches[0]), f"explicit domain parameters {pid}"
     if group.kind != option.agreement:
-        raise PACEError("domain parameters do not match the key agreement", "pace_unsupported")
+        raise PACEError(f"{option.name}: {name} are not {option.agreement} parameters", "pace_unsupported")
+    if option.mapping == "IM" and group.kind == "ECDH" and (group.fp.p() % 4 != 3 or group.fp.a() == 0):
+        raise PACEError(f"{option.name}: {name} cannot be used with the Integrated Mapping "
+                        "(its point encoding needs p ≡ 3 mod 4 and a ≠ 0)", "pace_unsupported")
     return group
 
 
 def supported(option: PaceOption, domain_parameters: tuple[PACEDomainParameterInfo, ...] = ()) -> bool:
-    if option.mapping != "GM":
-        return False
+    """Whether this reader can run `option`; the reason it cannot goes to the log."""
     try:
         group_for(option, domain_parameters)
-    except PACEError:
+    except PACEError as e:
+        log.info("PACE option not usable: %s", e)
         return False
     return True
 
 
 def _oid_der(dotted: str) -> bytes:
     return SecurityProtocol(dotted).contents
-
-
-def _nonce_length(cipher: str) -> int:
-    return 8 if cipher == "3DES" else 16
 
 
 def auth_token(cipher: str, ks_mac: bytes, public_key_do: bytes) -> bytes:
@@ -290,16 +424,16 @@ def describe(option: PaceOption) -> str:
 
 def perform_pace(channel: PlainChannel, password: MRZPassword | CAN, option: PaceOption, *,
                  domain_parameters: tuple[PACEDomainParameterInfo, ...] = (), send_parameter_id: bool = False,
-                 rng: Callable[[int], bytes] = os.urandom, _keys: tuple[int, int] | None = None) -> SecureChannel:
-    """Run PACE-GM; return the secure channel (SSC 0) or raise `PACEError`.
+                 rng: Callable[[int], bytes] = os.urandom,
+                 _keys: tuple[int | bytes, int] | None = None) -> SecureChannel:
+    """Run PACE-GM or PACE-IM; return the secure channel (SSC 0) or raise `PACEError`.
 
     `domain_parameters`: EF.CardAccess's PACEDomainParameterInfos, for
     proprietary parameter IDs. `send_parameter_id`: include DO'84' in
     MSE:Set AT, required when EF.CardAccess lists several PACEInfos. `_keys`
-    fixes the two ephemeral private keys (for the published worked examples only).
+    fixes the terminal's mapping secret (SK_Map for GM, the nonce t for IM) and
+    its ephemeral private key (for the published worked examples only).
     """
-    if option.mapping != "GM":
-        raise PACEError(f"{option.name} is not supported", "pace_unsupported")
     group = group_for(option, domain_parameters)
     cipher = option.cipher
     k, ref = password_key(password)
@@ -307,21 +441,28 @@ def perform_pace(channel: PlainChannel, password: MRZPassword | CAN, option: Pac
     try:
         check(channel.send(mse_set_at(option, ref, send_parameter_id)))
         z = _open_dynamic(check(channel.send(CommandAPDU(0x10, 0x86, 0, 0, _dynamic(0, b""), ne=256))).data, 0x80)
-        if len(z) != _nonce_length(cipher):
+        if len(z) != nonce_length(option.mapping, cipher):
             raise PACEError("encrypted nonce of the wrong length")
-        s = int.from_bytes(cbc_decrypt(cipher, k_pi, z), "big")
+        s = cbc_decrypt(cipher, k_pi, z)
 
-        sk_map = _keys[0] if _keys else group.random_private(rng)
-        pk_map = group.public(sk_map)
-        pk_map_ic = _open_dynamic(check(channel.send(
-            CommandAPDU(0x10, 0x86, 0, 0, _dynamic(0x81, pk_map), ne=256))).data, 0x82)
-        mapped = group.map_generic(s, sk_map, pk_map_ic)
+        if option.mapping == "GM":
+            sk_map = _keys[0] if _keys else group.random_private(rng)
+            pk_map_ic = _open_dynamic(check(channel.send(
+                CommandAPDU(0x10, 0x86, 0, 0, _dynamic(0x81, group.public(sk_map)), ne=256))).data, 0x82)
+            mapped = group.map_generic(int.from_bytes(s, "big"), sk_map, pk_map_ic)
+        else:
+            t = _keys[0] if _keys else rng(CIPHER_KEY_LENGTHS[cipher])
+            if _open_dynamic(check(channel.send(
+                    CommandAPDU(0x10, 0x86, 0, 0, _dynamic(0x81, t), ne=256))).data, 0x82) != b"":
+                raise PACEError("chip sent mapping data in the Integrated Mapping")
+            pk_map_ic = None
+            mapped = group.map_integrated(s, t, cipher)
 
         sk = _keys[1] if _keys else mapped.random_private(rng)
         pk = mapped.public(sk)
         pk_ic = _open_dynamic(check(channel.send(
             CommandAPDU(0x10, 0x86, 0, 0, _dynamic(0x83, pk), ne=256))).data, 0x84)
-        if hmac.compare_digest(pk_ic, pk_map_ic) or hmac.compare_digest(pk_ic, pk):
+        if hmac.compare_digest(pk_ic, pk) or (pk_map_ic is not None and hmac.compare_digest(pk_ic, pk_map_ic)):
             raise PACEError("chip reused a public key")
         shared = mapped.shared_secret(sk, pk_ic)
         ks_enc, ks_mac = kdf(shared, 1, cipher), kdf(shared, 2, cipher)
@@ -343,7 +484,7 @@ def perform_pace(channel: PlainChannel, password: MRZPassword | CAN, option: Pac
 # --------------------------------------------------------------------------- chip
 
 class ChipPACE:
-    """The chip's half of PACE-GM, one GENERAL AUTHENTICATE step at a time."""
+    """The chip's half of PACE-GM and PACE-IM, one GENERAL AUTHENTICATE step at a time."""
 
     def __init__(self, option: PaceOption, k: bytes, rng: Callable[[int], bytes],
                  domain_parameters: tuple[PACEDomainParameterInfo, ...] = ()) -> None:
@@ -386,16 +527,20 @@ class ChipPACE:
         if self.state == 0:
             if cmd.data != b"\x7c\x00":
                 raise PACEError("first step carries data")
-            self.s = self.rng(_nonce_length(self.cipher))
+            self.s = self.rng(nonce_length(self.option.mapping, self.cipher))
             self.state = 1
             return _dynamic(0x80, cbc_encrypt(self.cipher, self.k_pi, self.s)), None
         if self.state == 1:
-            pk_map_ifd = _open_dynamic(cmd.data, 0x81)
-            sk_map = self.group.random_private(self.rng)
-            self.mapped = self.group.map_generic(int.from_bytes(self.s, "big"), sk_map, pk_map_ifd)
-            self.pk_map_ifd = pk_map_ifd
+            mapping_data = _open_dynamic(cmd.data, 0x81)
+            if self.option.mapping == "IM":  # mapping data is the terminal's nonce t; '82' stays empty
+                self.mapped = self.group.map_integrated(self.s, mapping_data, self.cipher)
+                self.pk_map_ifd, answer = None, b""
+            else:
+                sk_map = self.group.random_private(self.rng)
+                self.mapped = self.group.map_generic(int.from_bytes(self.s, "big"), sk_map, mapping_data)
+                self.pk_map_ifd, answer = mapping_data, self.group.public(sk_map)
             self.state = 2
-            return _dynamic(0x82, self.group.public(sk_map)), None
+            return _dynamic(0x82, answer), None
         if self.state == 2:
             self.pk_ifd = _open_dynamic(cmd.data, 0x83)
             if self.pk_ifd == self.pk_map_ifd:

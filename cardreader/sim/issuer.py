@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cardreader.lds import com, dg1, dg2, dg11, dg12, dg13, dg14, dg15
+from cardreader.lds import security_infos as si
 from cardreader.sim.persona import Persona
 from cardreader.sim.test_pki import TestPKI, sign_sod
 
@@ -53,14 +54,17 @@ _CURVES = {"brainpoolP256r1": ec.BrainpoolP256R1, "secp256r1": ec.SECP256R1}
 
 def issue(persona: Persona, pki: TestPKI | None = None, *,
           aa_key: bool | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = True,
-          ca_key: bool | ec.EllipticCurvePrivateKey = True, pace: bool | str = True) -> IssuedDocument:
+          ca_key: bool | ec.EllipticCurvePrivateKey = True, pace: bool | str | int = True,
+          pace_protocol: str = "id-PACE-ECDH-GM-AES-CBC-CMAC-128") -> IssuedDocument:
     """Personalise a chip for `persona`.
 
     `aa_key` / `ca_key`: True for the per-process default key, False for none
     (no DG15 / no DG14 chip authentication), or a private key to use.
     An EC `aa_key` means ECDSA Active Authentication, announced in DG14.
-    `pace`: write EF.CardAccess with a PACEInfo, ECDH generic mapping, AES-128,
-    on brainpoolP256r1 (True) or the named curve ('secp256r1'); False: BAC only.
+    `pace`: write EF.CardAccess with one PACEInfo for `pace_protocol` (any
+    id-PACE-{DH,ECDH}-{GM,IM}-… name) on brainpoolP256r1 (True), on the named
+    curve ('secp256r1') or on a standardized domain parameter ID of 9303-11
+    table 12 (an int, e.g. 0 for the 1024-bit MODP group); False: BAC only.
     """
     pki = pki or default_pki(persona.issuing_state)
     aa = default_aa_key() if aa_key is True else (aa_key or None)
@@ -85,6 +89,7 @@ def issue(persona: Persona, pki: TestPKI | None = None, *,
     files = {f"DG{n}": data for n, data in sorted(dgs.items())}
     files["EF.COM"] = com.build_com(sorted(dgs))
     files["EF.SOD"] = sign_sod(dgs, pki)
-    if pace:
-        files["EF.CardAccess"] = dg14.build_card_access("brainpoolP256r1" if pace is True else pace)
+    if pace is not False:
+        parameter_id = 13 if pace is True else dg14.PARAMETER_IDS[pace] if isinstance(pace, str) else pace
+        files["EF.CardAccess"] = si.encode_security_infos([si.pace_info(pace_protocol, parameter_id)])
     return IssuedDocument(files=files, aa_private_key=aa, ca_private_key=ca, pki=pki, persona=persona)
