@@ -19,6 +19,7 @@ import numpy as np
 from .align import align, five_from_68
 from .calibrate import draw_det, progress, read_csv
 from .detect import competing_faces, primary_face
+from .pipeline import APPEARANCE_EVERY
 from .liveness import moire_score, screen_border_sides
 from .quality import assess
 from .recognize import cosine
@@ -95,12 +96,34 @@ def _frames(data: Path, n: int) -> list[np.ndarray]:
     return imgs[:n]
 
 
+def moving(img: np.ndarray, n: int = 20, seed: int = 0) -> list[np.ndarray]:
+    """`n` frames of one still with small head movements (rotation, scale, shift) as a camera would
+    see them."""
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    out = []
+    for _ in range(n):
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, 1.5), 1 + rng.normal(0, 0.02))
+        m[:, 2] += rng.normal(0, 3, 2)
+        out.append(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
 def cmd_bench_speed(args) -> None:
-    """Each frame goes through every pipeline in turn, so a busy machine slows all of them alike."""
+    """Three pipelines on the same frames, interleaved frame by frame so a busy machine slows all
+    of them alike: (a) every stage on every frame with the square-letterboxed detector, as the
+    capture loop ran before; (b) the capture loop as it runs now (`Capture.step`: detector at the
+    frame's aspect, PAD models every APPEARANCE_EVERY-th frame, embeddings on chosen frames), per
+    stage as the mean cost per frame; (c) OpenCV's own face API as the peer."""
     from .__main__ import _verifier
+    from .detect import YuNetDetector
+    from .models import ModelRegistry
+    from .pipeline import STAGES, Capture, Reference
     v = _verifier(args)
-    frames = _frames(args.data, args.frames)
+    seqs = [moving(f, 10, i) for i, f in enumerate(_frames(args.data, max(1, args.frames // 10)))]
+    frames = [f for seq in seqs for f in seq]
     mdir = v.registry.models_dir
+    square = YuNetDetector(ModelRegistry(mdir, v.registry.manifest_path).session("detector"))
     det = cv2.FaceDetectorYN.create(str(mdir / v.registry.entry("detector").file), "", (640, 480), 0.6, 0.3)
     det.setInputSize((640, 480))
     try:
@@ -111,71 +134,98 @@ def cmd_bench_speed(args) -> None:
         import face_recognition  # optional, dlib-based
     except Exception:
         face_recognition = None
-    print(f"{len(frames)} frames of 640x480, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}, "
-          f"onnxruntime intra-op threads {v.registry.session('detector').get_session_options().intra_op_num_threads}")
-    ref = v.analyze(frames[0]).embedding
+    print(f"{len(frames)} frames of 640x480 ({len(seqs)} people x 10 moving frames), {os.cpu_count()} CPU(s), "
+          f"load average {os.getloadavg()[0]:.1f}, onnxruntime intra-op threads "
+          f"{v.registry.session('detector').get_session_options().intra_op_num_threads}")
     for f in frames[:3]:
         v.analyze(f)
-    stages = {k: [] for k in ("detect", "align", "quality", "liveness", "embed", "compare", "frame")}
+        square.detect(f)
+    before = {k: [] for k in STAGES + ("frame",)}
+    after = dict.fromkeys(STAGES, 0.0)
+    after_frames: list[float] = []
     peer, dlib = [], []
-    for img in frames:
-        t0 = time.perf_counter()
-        faces = v.detector.detect(img)
-        t1 = time.perf_counter()
-        if not faces:
+    n_after = 0
+    for seq in seqs:
+        ref_emb = v.analyze(seq[0]).embedding
+        if ref_emb is None:
             continue
-        face = primary_face(faces, img.shape)
-        lm = v.landmarks.predict(img, face.box)
-        aligned = align(img, five_from_68(lm))
-        t2 = time.perf_counter()
-        eyes = v.eyes.p_open(img, lm)
-        assess(img, face, aligned, competing_faces(faces, face), eyes)
-        t3 = time.perf_counter()
-        v.pad.score(img, face.box)
-        x, y, w, h = (int(max(0, c)) for c in face.box)
-        moire_score(img[y:y + h, x:x + w])
-        screen_border_sides(img, face.box)
-        t4 = time.perf_counter()
-        emb = v.recognizer.embed(aligned)
-        t5 = time.perf_counter()
-        cosine(ref, emb)
-        t6 = time.perf_counter()
-        for k, a, b in (("detect", t0, t1), ("align", t1, t2), ("quality", t2, t3), ("liveness", t3, t4),
-                        ("embed", t4, t5), ("compare", t5, t6), ("frame", t0, t6)):
-            stages[k].append(1000 * (b - a))
-        # peer: OpenCV's own face API, same detector file, same recognizer file
-        t0 = time.perf_counter()
-        _, rows = det.detect(img)
-        if rows is not None:
-            crop = sf.alignCrop(img, rows[0]) if sf is not None else align(img, rows[0][4:14].reshape(5, 2))
-            cosine(ref, v.recognizer.embed(crop))
-            peer.append(1000 * (time.perf_counter() - t0))
-        if face_recognition is not None:
-            rgb = np.ascontiguousarray(img[:, :, ::-1])
+        cap = Capture(v, Reference(True, embedding=ref_emb), time.monotonic)
+        for img in seq:
+            # (a) every stage on every frame, square letterbox
             t0 = time.perf_counter()
-            locs = face_recognition.face_locations(rgb)
-            if locs:
-                face_recognition.face_encodings(rgb, locs[:1])
-            dlib.append(1000 * (time.perf_counter() - t0))
-    med = {k: statistics.median(ts) for k, ts in stages.items()}
-    print("ours (onnxruntime, 640 letterbox, 68-pt alignment, eye model, 3 PAD models + moire + border), median per frame:")
-    for k, ts in stages.items():
-        print(f"  {k:<9} {med[k]:7.2f} ms   (p90 {np.percentile(ts, 90):7.2f})")
+            faces = square.detect(img)
+            t1 = time.perf_counter()
+            if not faces:
+                continue
+            face = primary_face(faces, img.shape)
+            lm = v.landmarks.predict(img, face.box)
+            aligned = align(img, five_from_68(lm))
+            t2 = time.perf_counter()
+            eyes = v.eyes.p_open(img, lm)
+            assess(img, face, aligned, competing_faces(faces, face), eyes)
+            t3 = time.perf_counter()
+            v.pad.score(img, face.box)
+            x, y, w, h = (int(max(0, c)) for c in face.box)
+            moire_score(img[y:y + h, x:x + w])
+            screen_border_sides(img, face.box)
+            t4 = time.perf_counter()
+            emb = v.recognizer.embed(aligned)
+            t5 = time.perf_counter()
+            cosine(ref_emb, emb)
+            t6 = time.perf_counter()
+            for k, a, b in (("detect", t0, t1), ("align", t1, t2), ("quality", t2, t3), ("liveness", t3, t4),
+                            ("embed", t4, t5), ("compare", t5, t6), ("frame", t0, t6)):
+                before[k].append(1000 * (b - a))
+            # (b) the capture loop as it runs
+            t0 = time.perf_counter()
+            cap.step(img)
+            after_frames.append(1000 * (time.perf_counter() - t0))
+            # (c) peer: OpenCV's own face API, same detector file, same recognizer file
+            t0 = time.perf_counter()
+            _, rows = det.detect(img)
+            if rows is not None:
+                crop = sf.alignCrop(img, rows[0]) if sf is not None else align(img, rows[0][4:14].reshape(5, 2))
+                cosine(ref_emb, v.recognizer.embed(crop))
+                peer.append(1000 * (time.perf_counter() - t0))
+            if face_recognition is not None:
+                rgb = np.ascontiguousarray(img[:, :, ::-1])
+                t0 = time.perf_counter()
+                locs = face_recognition.face_locations(rgb)
+                if locs:
+                    face_recognition.face_encodings(rgb, locs[:1])
+                dlib.append(1000 * (time.perf_counter() - t0))
+        for k in STAGES:
+            after[k] += 1000 * cap.stage[k]
+        n_after += cap.frames_used
+    med = {k: statistics.median(ts) for k, ts in before.items()}
+    mean_after = {k: after[k] / max(n_after, 1) for k in STAGES}
+    frame_after = statistics.mean(after_frames)
+    print("per frame, ms      (a) every stage, every frame (median)   (b) capture loop now (mean per frame)")
+    for k in STAGES:
+        print(f"  {k:<9} {med[k]:10.2f}{'':30}{mean_after[k]:10.2f}")
+    print(f"  {'frame':<9} {med['frame']:10.2f} = {1000 / med['frame']:5.1f} fps{'':19}"
+          f"{frame_after:10.2f} = {1000 / frame_after:5.1f} fps  (p90 {np.percentile(after_frames, 90):.2f})")
     core = sum(med[k] for k in ("detect", "align", "embed", "compare"))
-    print(f"  whole frame {med['frame']:.2f} ms = {1000 / med['frame']:.1f} frames/s; "
-          f"detect+align+embed+compare {core:.2f} ms")
+    print(f"  (a) detect+align+embed+compare {core:.2f} ms; (b) runs the PAD models on 1/{APPEARANCE_EVERY} "
+          f"of the face frames and embeds {100 * cap_share(after, mean_after, med):.0f}% of them")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (whole process, all pipelines)")
     p = statistics.median(peer)
     print(f"peer (cv2.FaceDetectorYN at 640x480 + FaceRecognizerSF.alignCrop + same mfn512 via onnxruntime): "
           f"{p:.2f} ms/frame = {1000 / p:.1f} frames/s")
-    print(f"  ratio ours(detect+align+embed+compare) / peer = {core / p:.2f}; ours(full frame) / peer = {med['frame'] / p:.2f}")
+    print(f"  ratio (a) detect+align+embed+compare / peer = {core / p:.2f}; (a) whole frame / peer = "
+          f"{med['frame'] / p:.2f}; (b) whole frame / peer = {frame_after / p:.2f}")
     if face_recognition is None:
         print("face_recognition (dlib): not installed, skipped. `pip download face_recognition dlib-bin "
               "face_recognition_models` takes seconds (dlib-bin is a prebuilt wheel, no compile)")
         return
     q = statistics.median(dlib)
     print(f"face_recognition (dlib HOG + ResNet, detect + encode): {q:.2f} ms/frame = {1000 / q:.1f} frames/s; "
-          f"ratio ours(full frame) / dlib = {med['frame'] / q:.2f}")
+          f"ratio (b) whole frame / dlib = {frame_after / q:.2f}")
+
+
+def cap_share(after: dict, mean_after: dict, med: dict) -> float:
+    """Share of frames embedded in (b): its mean embed cost per frame over (a)'s cost of one embedding."""
+    return mean_after["embed"] / max(med["embed"], 1e-9)
 
 
 def cmd_bench_pad(args) -> None:

@@ -1,9 +1,13 @@
 """YuNet face detection under onnxruntime, with our own output decoding.
 
-The graph's input is fixed at 1x3x640x640 (BGR, raw 0..255). Any frame is letterboxed onto that
-square (aspect kept, padded right/bottom) and the boxes and landmarks are mapped back. Decoding
-follows MODELS.md §1: per stride s in (8, 16, 32), score = sqrt(cls * obj), centre = (cell + d) * s,
-size = exp(d) * s, five points = (cell + k) * s; then score threshold and NMS.
+The file declares its input fixed at 1x3x640x640 (BGR, raw 0..255), but every reshape inside is
+shape-agnostic, so `dynamic_input` re-declares the input and outputs with free sizes: a frame is
+then run at its own aspect (longer side at 640 as before, padded only to a multiple of 32), not letterboxed
+onto the square. On a 640x480 camera frame that is a quarter fewer pixels plus the padding copy,
+with boxes identical to the square's (the same network at the same scale). A session whose input
+stays fixed is letterboxed as before. Decoding follows MODELS.md §1: per stride s in (8, 16, 32),
+score = sqrt(cls * obj), centre = (cell + d) * s, size = exp(d) * s, five points = (cell + k) * s;
+then score threshold and NMS.
 """
 from __future__ import annotations
 
@@ -14,6 +18,18 @@ import numpy as np
 
 INPUT_SIZE = 640
 STRIDES = (8, 16, 32)
+
+
+def dynamic_input(model: bytes) -> bytes:
+    """The YuNet graph with free input height/width and free output lengths (see the module doc)."""
+    import onnx
+    m = onnx.load_from_string(model)
+    for v in m.graph.input:
+        for i, d in enumerate(v.type.tensor_type.shape.dim[2:]):
+            d.dim_param = ("height", "width")[i]
+    for v in m.graph.output:
+        v.type.tensor_type.shape.dim[1].dim_param = f"{v.name}_n"
+    return m.SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -42,12 +58,28 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, fl
     return canvas, scale
 
 
+def fit(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float]:
+    """Scale the longer side to `size` as `letterbox` does (the same network scale, so the same
+    boxes), pad right/bottom only to a multiple of 32 (the coarsest stride); returns (canvas, scale)."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
+    ph, pw = -(-nh // 32) * 32, -(-nw // 32) * 32
+    if (ph, pw) == (nh, nw):
+        return resized, scale
+    return cv2.copyMakeBorder(resized, 0, ph - nh, 0, pw - nw, cv2.BORDER_CONSTANT, value=0), scale
+
+
 def decode(outputs: dict[str, np.ndarray], score_threshold: float,
-           size: int = INPUT_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YuNet's 12 output tensors -> (boxes Nx4 xywh, scores N, landmarks Nx5x2) above threshold."""
+           size: int | tuple[int, int] = INPUT_SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YuNet's 12 output tensors -> (boxes Nx4 xywh, scores N, landmarks Nx5x2) above threshold.
+    `size` is the network input's side, or its (height, width)."""
+    height, width = (size, size) if isinstance(size, int) else size
     boxes, scores, kps = [], [], []
     for s in STRIDES:
-        cols = rows = size // s
+        cols = width // s
         cls = np.clip(outputs[f"cls_{s}"].reshape(-1), 0, 1)
         obj = np.clip(outputs[f"obj_{s}"].reshape(-1), 0, 1)
         score = np.sqrt(cls * obj)
@@ -97,15 +129,17 @@ class YuNetDetector:
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.top_k = top_k
-        self._input = session.get_inputs()[0].name
+        inp = session.get_inputs()[0]
+        self._input = inp.name
+        self._free = not all(isinstance(d, int) for d in inp.shape[2:])   # see dynamic_input
         self._outputs = [o.name for o in session.get_outputs()]
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in a BGR frame of any size, best score first, in frame coordinates."""
-        canvas, scale = letterbox(image)
+        canvas, scale = fit(image) if self._free else letterbox(image)
         blob = cv2.dnn.blobFromImage(canvas)  # NCHW float32, BGR kept, no scaling
         outs = dict(zip(self._outputs, self.session.run(self._outputs, {self._input: blob})))
-        boxes, scores, kps = decode(outs, self.score_threshold)
+        boxes, scores, kps = decode(outs, self.score_threshold, canvas.shape[:2])
         keep = nms(boxes, scores, self.nms_threshold, self.top_k)
         return [Face(tuple(float(v) for v in boxes[i] / scale), (kps[i] / scale).astype(np.float32),
                      float(scores[i])) for i in keep]

@@ -11,7 +11,9 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`);
 * `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
             of the first frame (`planar_residuals`), which a head with depth cannot do;
-* `challenge` a randomised blink or head-turn request (`Challenge`), verified within the window.
+* `challenge` a randomised blink or head-turn request (`Challenge`), verified within the window;
+* `identity` the same person throughout: each embedded frame against the window's first face (a
+            live accomplice cannot lend liveness to a photo of the holder, or the other way round).
 
 New cues are added as another field of `FrameCues` and another term in `LivenessEvidence.decide`.
 """
@@ -215,14 +217,15 @@ class Challenge:
 
 @dataclass
 class FrameCues:
-    model: float                 # PadModels p(live) of the frame
+    model: float | None          # PadModels p(live) of the frame; None when not run on this frame
     landmarks: np.ndarray        # 68 points (or 5) of the frame, for motion
     eyes_open: float | None      # min p(open) of both eyes, None if not measured
-    moire: float
+    moire: float | None          # None when not run on this frame
     pixels_identical: bool = False  # the frame is a byte copy of the previous one
-    border_sides: int = 0           # sides of a device/sheet edge around the face
+    border_sides: int | None = 0    # sides of a device/sheet edge around the face (None: not run)
     t: float | None = None          # seconds since the window started (for the challenge)
     yaw: float | None = None        # head yaw in degrees (for the turn challenge)
+    identity: float | None = None   # cosine to the window's first embedded face (None: not embedded)
 
 
 @dataclass
@@ -243,6 +246,7 @@ class LivenessPolicy:
     challenge: bool = False          # issue a random blink/turn request in the capture loop
     challenge_response_s: float = 4.0  # the answer must come this soon after the request
     turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
+    identity_min: float = 0.45       # a frame less alike the window's first face = another person
 
 
 @dataclass
@@ -267,16 +271,25 @@ class LivenessEvidence:
         self._answer_closed = False
         self._yaw_before: list[float] = []
         self.challenge_met = False
+        self.prompted_at: float | None = None
+        self._identity: list[float] = []
+
+    def prompt(self, t: float) -> None:
+        """The request was shown at `t`: answers count from here (not from the planned time, since
+        the kiosk may have been busy with other guidance), for `challenge_response_s`."""
+        if self.prompted_at is None:
+            self.prompted_at = t
 
     def _add_challenge(self, cues: FrameCues) -> None:
         c, p = self.challenge, self.policy
         if c is None or cues.t is None or self.challenge_met:
             return
-        if cues.t < c.issue_at:
+        asked = c.issue_at if self.prompted_at is None else self.prompted_at
+        if cues.t <= asked:
             if cues.yaw is not None:
                 self._yaw_before.append(cues.yaw)
             return
-        if cues.t > c.issue_at + p.challenge_response_s:   # too late: a reply must follow the request
+        if cues.t > asked + p.challenge_response_s:   # too late: a reply must follow the request
             return
         if c.kind == "blink" and cues.eyes_open is not None:
             if cues.eyes_open < p.eyes_closed_below:
@@ -289,8 +302,14 @@ class LivenessEvidence:
             delta = cues.yaw - float(np.median(self._yaw_before))
             self.challenge_met = (delta if c.kind == "turn_left" else -delta) >= p.turn_deg
 
+    def add_identity(self, similarity: float) -> None:
+        """An identity check of the last frame made after it was added (the challenge's answer)."""
+        self._identity.append(similarity)
+
     def add(self, cues: FrameCues) -> None:
         self._add_challenge(cues)
+        if cues.identity is not None:
+            self._identity.append(cues.identity)
         ref = self.frames[0].landmarks if self.frames else None
         if ref is not None and len(ref) >= 8 and ref.shape == cues.landmarks.shape:
             sim, hom = planar_residuals(ref, cues.landmarks)
@@ -321,18 +340,26 @@ class LivenessEvidence:
             return LivenessDecision("undetermined", 0.0, ["liveness_disabled"])
         if n == 0:
             return LivenessDecision("undetermined", 0.0, ["no_face_frames"])
-        model = float(np.mean([c.model for c in self.frames]))
-        moire = float(np.median([c.moire for c in self.frames]))
+        # the single-image cues run on some frames only (pipeline.APPEARANCE_EVERY)
+        models = [c.model for c in self.frames if c.model is not None]
+        model = float(np.mean(models)) if models else 0.0
+        moires = [c.moire for c in self.frames if c.moire is not None]
+        moire = float(np.median(moires)) if moires else 0.0
         motion = float(np.median(self._motion)) if self._motion else 0.0
-        border = float(np.mean([c.border_sides >= p.border_sides for c in self.frames]))
+        borders = [c.border_sides >= p.border_sides for c in self.frames if c.border_sides is not None]
+        border = float(np.mean(borders)) if borders else 0.0
         planar = float(np.median(self._planar)) if self._planar else 1.0
+        identity = min(self._identity) if self._identity else 1.0
         cues = {"model": model, "moire": moire, "motion": motion, "blinks": float(self._blinks),
                 "border": border, "frames": float(n), "planar": planar,
-                "planar_pairs": float(len(self._planar))}
+                "planar_pairs": float(len(self._planar)), "identity_min": identity,
+                "identity_checks": float(len(self._identity))}
         if self.challenge is not None:
             cues["challenge_met"] = float(self.challenge_met)
         reasons: list[str] = []
-        if model < p.model_threshold:
+        if identity < p.identity_min:
+            reasons.append("identity_switch")
+        if models and model < p.model_threshold:
             reasons.append("pad_model_attack")
         if moire > p.moire_threshold:
             reasons.append("screen_moire")
@@ -342,8 +369,12 @@ class LivenessEvidence:
             reasons.append("no_natural_motion")
         if len(self._planar) >= p.planar_min_pairs and planar < p.planar_ratio:
             reasons.append("planar_motion")
+        if "identity_switch" in reasons:   # another person in front of the camera: no need to wait
+            return LivenessDecision("attack", model, reasons, cues)
         if not final and n < p.max_frames and abs(model - p.model_threshold) < p.early_margin:
             return LivenessDecision("undetermined", model, ["uncertain_so_far"], cues)
+        if not models:   # never 'live' without a single-image score
+            return LivenessDecision("undetermined", model, ["no_pad_score"] + reasons, cues)
         if n < p.min_frames:  # too little evidence either way; the gate refers 'undetermined'
             return LivenessDecision("undetermined", model, ["too_few_frames"] + reasons, cues)
         if reasons:

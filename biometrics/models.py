@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +107,15 @@ class ModelRegistry:
         except KeyError:
             raise ModelError(f"no model with role {role!r} in {self.manifest_path}") from None
 
-    def session(self, role: str) -> ort.InferenceSession:
+    def session(self, role: str, rewrite: Callable[[bytes], bytes] | None = None) -> ort.InferenceSession:
+        """The role's session, built once. `rewrite` edits the verified bytes' declarations before
+        the first build (e.g. `detect.dynamic_input`); the hash is always of the file as pinned."""
         if role not in self._sessions:
             e = self.entry(role)
             data = _read_verified(self.models_dir / e.file, e)
             try:
+                if rewrite is not None:
+                    data = rewrite(data)
                 self._sessions[role] = ort.InferenceSession(
                     data, sess_options=session_options(self._threads), providers=["CPUExecutionProvider"])
             except Exception as ex:  # onnxruntime raises its own Fail/InvalidGraph types

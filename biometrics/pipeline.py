@@ -1,9 +1,10 @@
 """The face verifier the gate calls: chip photo -> reference; camera -> best frame -> decision.
 
-`FaceVerifier.verify` runs the capture loop: every frame is detected, aligned, quality-checked
-and scored for liveness; kiosk guidance is emitted when a quality factor fails; the loop stops
-early once liveness is decided and the similarity is clearly on one side of the threshold, and
-times out with an explicit failure-to-acquire. A match needs all three: quality met, liveness
+`FaceVerifier.verify` runs the capture loop (`Capture`): every frame is detected, aligned,
+quality-checked and adds temporal liveness evidence; the costly single-image PAD models and the
+embedding run only on the frames that need them; kiosk guidance is emitted when a quality factor
+fails or a challenge is due; the loop stops early once liveness is decided and the similarity is
+clearly on one side of the threshold, and times out with an explicit failure-to-acquire. A match needs all three: quality met, liveness
 'live', similarity >= threshold. Only a policy with liveness disabled (demos on still images)
 matches without 'live'; the result then says liveness 'undetermined', reason 'liveness_disabled'.
 """
@@ -19,7 +20,7 @@ import numpy as np
 
 from .align import Landmarks68, align, five_from_68
 from .camera import Camera, CameraError
-from .detect import Face, YuNetDetector, competing_faces, primary_face
+from .detect import Face, YuNetDetector, competing_faces, dynamic_input, primary_face
 from .image import ImageError, decode_image
 from .liveness import (MINIFAS, Challenge, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score,
                        screen_border_sides)
@@ -120,7 +121,7 @@ class FaceVerifier:
         self.liveness_policy = liveness_policy or LivenessPolicy(
             model_threshold=float(pad.get("model_threshold", LivenessPolicy.model_threshold)))
         self.quality_thresholds = quality or QualityThresholds()
-        self.detector = YuNetDetector(registry.session("detector"))
+        self.detector = YuNetDetector(registry.session("detector", dynamic_input))
         self.recognizer = Recognizer(registry.session("recognizer"))
         self.landmarks = Landmarks68(registry.session("landmarks68")) if registry.has("landmarks68") else None
         self.use_landmarks68 = use_landmarks68 and self.landmarks is not None
@@ -199,124 +200,203 @@ class FaceVerifier:
     def verify(self, camera: Camera, ref: Reference, window_s: float = 8.0,
                clock: Callable[[], float] = time.monotonic,
                on_guidance: Callable[[Guidance], None] | None = None) -> FaceResult:
-        thr = self.threshold
         if not ref.ok:
-            return FaceResult("failure_to_acquire", None, thr, "undetermined", None, False,
+            return FaceResult("failure_to_acquire", None, self.threshold, "undetermined", None, False,
                               reasons=[f"reference_{ref.reason}"])
-        t_start = clock()
-        deadline = t_start + window_s
-        policy = self.liveness_policy
-        challenge = Challenge.random() if (policy.challenge and policy.enabled) else None
-        evidence = LivenessEvidence(policy, challenge)
-        stage: dict[str, float] = {k: 0.0 for k in ("detect", "align", "quality", "liveness", "embed", "compare")}
-        n_stage = 0
-        frames_seen = 0
-        best: tuple[float, np.ndarray, QualityReport, Face] | None = None
-        ok_scores: list[float] = []
-        best_score: float | None = None
-        last_quality: QualityReport | None = None
-        last_guidance: str | None = None
-        prev_img: np.ndarray | None = None
-        reasons: list[str] = []
-        bad_frames = 0
-        timed_out = True
+        cap = Capture(self, ref, clock, on_guidance)
+        deadline = cap.t_start + window_s
         frames = camera.frames()
-
-        def guide(code: str) -> None:
-            nonlocal last_guidance
-            if on_guidance is not None and code != last_guidance:
-                on_guidance(GUIDANCE[code])
-            last_guidance = code
-
         try:
             for frame in frames:
                 if clock() > deadline:
                     break
-                frames_seen += 1
-                img = _usable_frame(getattr(frame, "image", None))
-                if img is None:
-                    bad_frames += 1  # a broken frame is skipped, never fatal
-                    continue
-                t0 = time.perf_counter()
-                faces = self.detector.detect(img)
-                t1 = time.perf_counter()
-                stage["detect"] += t1 - t0
-                n_stage += 1
-                if not faces:
-                    guide("no_face")
-                    prev_img = img
-                    continue
-                face = primary_face(faces, img.shape)
-                lm68 = self.landmarks.predict(img, face.box) if self.landmarks is not None else None
-                pts = five_from_68(lm68) if (self.use_landmarks68 and lm68 is not None) else face.landmarks
-                aligned = align(img, pts)
-                t2 = time.perf_counter()
-                stage["align"] += t2 - t1
-                eyes = self.eyes.p_open(img, lm68) if (self.eyes is not None and lm68 is not None) else None
-                q = assess(img, face, aligned, competing_faces(faces, face), eyes, self.quality_thresholds)
-                last_quality = q
-                t3 = time.perf_counter()
-                stage["quality"] += t3 - t2
-                x, y, w, h = (int(max(0, v)) for v in face.box)
-                crop = img[y:y + max(h, 1), x:x + max(w, 1)]
-                identical = prev_img is not None and prev_img.shape == img.shape and np.array_equal(prev_img, img)
-                evidence.add(FrameCues(self.pad.score(img, face.box),
-                                       lm68 if lm68 is not None else face.landmarks, eyes,
-                                       moire_score(crop), identical,
-                                       screen_border_sides(img, face.box), clock() - t_start,
-                                       pose_from_landmarks(pts)[0]))
-                prev_img = img
-                t4 = time.perf_counter()
-                stage["liveness"] += t4 - t3
-                if q.failures:
-                    guide(q.failures[0])
-                elif challenge is not None and not evidence.challenge_met and clock() - t_start >= challenge.issue_at:
-                    guide(challenge.guidance_code)
-                if best is None or q.score > best[0]:
-                    best = (q.score, img, q, face)
-                if not q.ok:
-                    continue
-                emb = self.recognizer.embed(aligned)
-                t5 = time.perf_counter()
-                stage["embed"] += t5 - t4
-                s = cosine(ref.embedding, emb)
-                stage["compare"] += time.perf_counter() - t5
-                ok_scores.append(s)
-                if best_score is None or s > best_score:
-                    best_score = s
-                    best = (q.score + 10.0, img, q, face)  # the best matching good frame is kept as evidence
-                live = evidence.decide()
-                settled = live.verdict == "live" or not self.liveness_policy.enabled
-                if live.verdict == "attack" or (settled and (
-                        best_score >= thr + EARLY_MARGIN
-                        or (len(ok_scores) >= 8 and best_score < thr - EARLY_MARGIN))):
-                    timed_out = False
-                    break
+                if cap.step(getattr(frame, "image", None)):
+                    return cap.result(timed_out=False)
         except CameraError as e:
-            reasons.append("camera_error")
-            reasons.append(str(e)[:80])
+            cap.reasons += ["camera_error", str(e)[:80]]
         finally:
             close = getattr(frames, "close", None)
             if close:
                 close()
-        live = evidence.decide(final=True)
-        timings = {k: 1000.0 * v / max(n_stage, 1) for k, v in stage.items()}
-        timings["total_s"] = clock() - t_start
-        quality_ok = bool(ok_scores)
+        return cap.result(timed_out=True)
+
+
+STAGES = ("detect", "align", "quality", "liveness", "embed", "compare")
+APPEARANCE_EVERY = 2    # single-image PAD models, moire and border on every 2nd face frame
+IDENTITY_EVERY = 5      # an embedding (identity check) at least every 5th face frame
+BEST_GAIN = 0.05        # a good frame is embedded for matching only if its quality beats the best so far
+
+
+class Capture:
+    """One traveller's capture window, frame by frame (`FaceVerifier.verify`'s loop; `bench-speed`
+    times it on its own).
+
+    Every frame: detect, 68 landmarks, align, eye state, quality, and the temporal liveness cues
+    (motion, planar, blink, challenge). Only where they pay: the single-image PAD models with
+    moire and border on every APPEARANCE_EVERY-th face frame (their evidence is a mean and a
+    median over the window), and the embedding on the first good frame, on a good frame clearly
+    better than the best embedded so far, and as an identity check every IDENTITY_EVERY-th face
+    frame, after the face box jumped or the face was lost, and on the frame that answers the
+    challenge. Each embedding is compared with the window's first one, so a feed that switches to
+    another person is refused ('identity_switch') whatever the chip photo says."""
+
+    def __init__(self, v: FaceVerifier, ref: Reference, clock: Callable[[], float],
+                 on_guidance: Callable[[Guidance], None] | None = None):
+        self.v, self.ref, self.clock, self.on_guidance = v, ref, clock, on_guidance
+        self.t_start = clock()
+        policy = v.liveness_policy
+        self.challenge = Challenge.random() if (policy.challenge and policy.enabled) else None
+        self.evidence = LivenessEvidence(policy, self.challenge)
+        self.stage = dict.fromkeys(STAGES, 0.0)
+        self.runs = dict.fromkeys(STAGES, 0)
+        self.frames_seen = self.frames_used = self.face_frames = self.ok_frames = self.bad_frames = 0
+        self.best: tuple[float, np.ndarray, QualityReport, Face] | None = None
+        self.best_score: float | None = None
+        self.best_embedded_q: float | None = None
+        self.anchor: np.ndarray | None = None
+        self.since_embed = 0
+        self.prev_img: np.ndarray | None = None
+        self.prev_face: Face | None = None
+        self.reasons: list[str] = []
+        self.last_guidance: str | None = None
+
+    def _guide(self, code: str) -> None:
+        if self.on_guidance is not None and code != self.last_guidance:
+            self.on_guidance(GUIDANCE[code])
+        self.last_guidance = code
+
+    def _timed(self, name: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.stage[name] += t1 - t0
+        self.runs[name] += 1
+        return t1
+
+    def _jumped(self, face: Face) -> bool:
+        """The face box moved by more than half its width or changed size by a third since the last
+        frame, or the face was missing there: the person may have changed, so check at once."""
+        p = self.prev_face
+        if p is None:
+            return True
+        (x, y, w, h), (px, py, pw, ph) = face.box, p.box
+        moved = np.hypot(x + w / 2 - px - pw / 2, y + h / 2 - py - ph / 2) > 0.5 * max(pw, 1.0)
+        return bool(moved or not 0.75 <= (w * h) / max(pw * ph, 1.0) <= 1.33)
+
+    def step(self, image) -> bool:
+        """Process one frame; True once the decision is settled (stop early)."""
+        v, ev = self.v, self.evidence
+        self.frames_seen += 1
+        img = _usable_frame(image)
+        if img is None:
+            self.bad_frames += 1  # a broken frame is skipped, never fatal
+            return False
+        self.frames_used += 1
+        t0 = time.perf_counter()
+        faces = v.detector.detect(img)
+        t = self._timed("detect", t0)
+        if not faces:
+            self._guide("no_face")
+            self.prev_img, self.prev_face = img, None
+            return False
+        self.face_frames += 1
+        now = self.clock() - self.t_start
+        face = primary_face(faces, img.shape)
+        lm68 = v.landmarks.predict(img, face.box) if v.landmarks is not None else None
+        pts = five_from_68(lm68) if (v.use_landmarks68 and lm68 is not None) else face.landmarks
+        aligned = align(img, pts)
+        t = self._timed("align", t)
+        eyes = v.eyes.p_open(img, lm68) if (v.eyes is not None and lm68 is not None) else None
+        q = assess(img, face, aligned, competing_faces(faces, face), eyes, v.quality_thresholds)
+        t = self._timed("quality", t)
+        appearance = (self.face_frames - 1) % APPEARANCE_EVERY == 0
+        model = moire = border = None
+        if appearance:
+            x, y, w, h = (int(max(0, c)) for c in face.box)
+            model = v.pad.score(img, face.box)
+            moire = moire_score(img[y:y + max(h, 1), x:x + max(w, 1)])
+            border = screen_border_sides(img, face.box)
+        identical = (self.prev_img is not None and self.prev_img.shape == img.shape
+                     and np.array_equal(self.prev_img, img))
+        met_before = ev.challenge_met
+        cues = FrameCues(model, lm68 if lm68 is not None else face.landmarks, eyes, moire, identical, border,
+                         now, pose_from_landmarks(pts)[0])
+        t = self._timed("liveness", t)
+        # the embedding: for matching (good frames that beat the best so far) and identity checks
+        self.since_embed += 1
+        for_match = q.ok and (self.best_embedded_q is None or q.score > self.best_embedded_q + BEST_GAIN)
+        for_identity = (face.inter_eye >= 0.5 * v.quality_thresholds.min_inter_eye
+                        and (self.since_embed >= IDENTITY_EVERY or self._jumped(face)))
+        emb = None
+        if for_match or for_identity:
+            emb = v.recognizer.embed(aligned)
+            t = self._timed("embed", t)
+            self.since_embed = 0
+            if self.anchor is None:
+                self.anchor = emb
+            cues.identity = cosine(self.anchor, emb)
+        if self.challenge is not None and not ev.challenge_met and now >= self.challenge.issue_at:
+            ev.prompt(now)   # shown with this frame: answers count from the next one
+        ev.add(cues)
+        if ev.challenge_met and not met_before and emb is None:   # the answering face must be the same one
+            emb = v.recognizer.embed(aligned)
+            t = self._timed("embed", t)
+            ev.add_identity(cosine(self.anchor, emb) if self.anchor is not None else 1.0)
+            if self.anchor is None:
+                self.anchor = emb
+        self.prev_img, self.prev_face = img, face
+        self._prompt(q, now)
+        if self.best is None or q.score > self.best[0]:
+            self.best = (q.score, img, q, face)
+        if q.ok:
+            self.ok_frames += 1
+            if for_match:
+                self.best_embedded_q = q.score
+        if q.ok and emb is not None:
+            s = cosine(self.ref.embedding, emb)
+            self._timed("compare", t)
+            if self.best_score is None or s > self.best_score:
+                self.best_score = s
+                self.best = (q.score + 10.0, img, q, face)  # the best matching good frame is kept as evidence
+        live = ev.decide()
+        if live.verdict == "attack":
+            return True
+        settled = live.verdict == "live" or not v.liveness_policy.enabled
+        thr = v.threshold
+        return bool(settled and self.best_score is not None and (
+            self.best_score >= thr + EARLY_MARGIN or (self.ok_frames >= 8 and self.best_score < thr - EARLY_MARGIN)))
+
+    def _prompt(self, q: QualityReport, now: float) -> None:
+        """Kiosk guidance: a due challenge first (one instruction at a time: its answer may itself
+        fail quality, a blink the eyes-open check, a turn the pose check), then quality."""
+        c, ev = self.challenge, self.evidence
+        if c is not None and not ev.challenge_met and ev.prompted_at is not None:
+            self._guide(c.guidance_code)
+        elif q.failures:
+            self._guide(q.failures[0])
+        elif c is not None and ev.challenge_met and self.last_guidance == c.guidance_code:
+            self._guide("challenge_done")
+
+    def result(self, timed_out: bool) -> FaceResult:
+        v, thr, best, reasons = self.v, self.v.threshold, self.best, list(self.reasons)
+        live = self.evidence.decide(final=True)
+        timings = {k: 1000.0 * self.stage[k] / max(self.frames_used, 1) for k in STAGES}  # ms per frame
+        timings["total_s"] = self.clock() - self.t_start
+        best_score = self.best_score
+        quality_ok = best_score is not None
         qfails = [] if quality_ok else (best[2].failures if best else ["no_face"])
-        if timed_out and not reasons and frames_seen and (not ok_scores or live.verdict == "undetermined"):
+        if timed_out and not reasons and self.frames_seen and (not quality_ok or live.verdict == "undetermined"):
             reasons.append("timeout")
-        if frames_seen == 0 and not reasons:
+        if self.frames_seen == 0 and not reasons:
             reasons.append("no_frames")
-        if bad_frames:
-            reasons.append(f"unusable_frames:{bad_frames}")
+        if self.bad_frames:
+            reasons.append(f"unusable_frames:{self.bad_frames}")
         if live.verdict == "attack":
             outcome = "no_match"
-            reasons = ["presentation_attack"] + live.reasons + reasons
+            first = ["identity_switch"] if "identity_switch" in live.reasons else ["presentation_attack"]
+            reasons = first + [r for r in live.reasons if r not in first] + reasons
         elif not quality_ok:
             outcome = "failure_to_acquire"
             reasons = (["no_face"] if best is None else ["quality_not_met"]) + reasons
-        elif live.verdict != "live" and self.liveness_policy.enabled:
+        elif live.verdict != "live" and v.liveness_policy.enabled:
             outcome = "failure_to_acquire"
             reasons = ["liveness_undetermined"] + live.reasons + reasons
         elif best_score >= thr:
@@ -326,7 +406,7 @@ class FaceVerifier:
             outcome = "no_match"
             reasons = ["below_threshold"] + reasons
         measures = dict(best[2].measures) if best else {}
-        if best is not None and self.pose is not None:
-            measures.update(zip(("model_yaw", "model_pitch", "model_roll"), self.pose.predict(best[1], best[3].box)))
+        if best is not None and v.pose is not None:
+            measures.update(zip(("model_yaw", "model_pitch", "model_roll"), v.pose.predict(best[1], best[3].box)))
         return FaceResult(outcome, best_score, thr, live.verdict, live.score, quality_ok, list(qfails),
-                          reasons, frames_seen, best[1] if best else None, timings, live.cues, measures)
+                          reasons, self.frames_seen, best[1] if best else None, timings, live.cues, measures)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from biometrics.bench import moving
 from biometrics.camera import CameraError, ImageSequenceCamera
 from biometrics.liveness import LivenessPolicy
 from biometrics.models import ModelError
@@ -36,18 +37,6 @@ def demo(demo_dir):
 def other_person(shared_dir) -> np.ndarray:
     p = sorted((shared_dir / "data" / "faces-dev" / "images").glob("*/*.jpg"))[0]
     return cv2.imread(str(p))
-
-
-def moving(img: np.ndarray, n: int = 20, seed: int = 0) -> list[np.ndarray]:
-    """Frames with small head movements (rotation, scale, shift) as a camera would see them."""
-    rng = np.random.default_rng(seed)
-    h, w = img.shape[:2]
-    out = []
-    for _ in range(n):
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, 1.5), 1 + rng.normal(0, 0.02))
-        m[:, 2] += rng.normal(0, 3, 2)
-        out.append(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT))
-    return out
 
 
 class Ticks:
