@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cardreader.apdu import CommandAPDU, PlainChannel
 from cardreader.lds.mrz import MRZKey
@@ -277,3 +279,34 @@ def test_chip_refuses_a_terminal_nonce_of_the_wrong_length():
     chip.step(CommandAPDU(0x10, 0x86, 0, 0, b"\x7c\x00"))
     with pytest.raises(pace.PACEError):
         chip.step(CommandAPDU(0x10, 0x86, 0, 0, encode_do(0x7C, encode_do(0x81, bytes(8)))))
+
+
+def test_cofactor_curves_stay_in_the_prime_order_subgroup():
+    """On a curve with co-factor f > 1 (secp112r2, f = 4) a public key outside E[q] is refused, and the
+    integrated mapping multiplies by f (Appendix B.2 step 10)."""
+    from ecdsa import curves, ellipticcurve
+    group = pace.ECGroup(curves.SECP112r2)
+    outside = next(p for p in (ellipticcurve.PointJacobi(group.fp, *pace.point_encoding(t, group.fp), 1)
+                               for t in range(2, 50)) if p * group.order != ellipticcurve.INFINITY)
+    with pytest.raises(pace.PACEError, match="subgroup"):
+        group.decode(group.encode(outside))
+    mapped = group.map_integrated(bytes(range(16)), bytes(range(16, 32)), "AES-128")
+    assert mapped.g * group.order == ellipticcurve.INFINITY
+    assert group.decode(group.encode(mapped.g)) == mapped.g
+
+
+@settings(max_examples=60, deadline=None)
+@given(s=st.binary(min_size=16, max_size=16), t=st.binary(min_size=16, max_size=16),
+       parameter_id=st.sampled_from([0, 9, 12, 13]))
+def test_integrated_mapping_always_lands_in_the_group(s, t, parameter_id):
+    """Any nonces map to a generator of the prime-order group (or to a typed error), never elsewhere."""
+    group = pace.STANDARD_GROUPS[parameter_id]()
+    try:
+        mapped = group.map_integrated(s, t, "AES-128")
+    except pace.PACEError:
+        return
+    if group.kind == "ECDH":
+        assert group.fp.contains_point(mapped.g.x(), mapped.g.y())
+        assert group.decode(group.encode(mapped.g)) == mapped.g
+    else:
+        assert 1 < mapped.g < group.p - 1 and pow(mapped.g, group.order, group.p) == 1
