@@ -40,7 +40,8 @@ from typing import Callable
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MEMORY_MB = 3072
-INSTRUMENTED = ("cardreader.lds", "cardreader.pki", "asn1crypto")  # what atheris traces for coverage
+INSTRUMENTED = ("cardreader.lds", "cardreader.pki", "cardreader.protocol", "cardreader.apdu", "cardreader.scanner",
+                "asn1crypto")  # what atheris traces for coverage
 
 
 class Hang(BaseException):
@@ -51,6 +52,8 @@ class Hang(BaseException):
 class Target:
     run: Callable[[bytes], bool]  # True: parsed, False: the typed error; raises only on a crash
     seeds: Callable[[], list[bytes]]
+    share: float = 1.0            # of an even split of --runs (the OCR target costs ~1 s an input)
+    min_timeout_s: float = 0.0    # per-input bound at least this (OCR of a whole card image)
 
 
 # --------------------------------------------------------------------------- seeds
@@ -210,6 +213,183 @@ def _masterlist(data: bytes) -> None:
     return True
 
 
+# --------------------------------------------------------------------------- chip answers and scanner images
+# A hostile chip knows its own keys, so these targets let it answer anything *validly* signed or MACed
+# too (the first byte picks the mode), not only garbage that fails the first check.
+
+AA_CHALLENGE = bytes(range(1, 9))
+
+
+@functools.lru_cache(maxsize=None)
+def _aa_docs():
+    """(RSA document, ECDSA-AA document) of the demo persona."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cardreader.sim.issuer import issue
+    from cardreader.sim.persona import load_persona
+    rsa_doc = _documents()[0]
+    return rsa_doc, issue(load_persona("demo"), rsa_doc.pki, aa_key=ec.generate_private_key(ec.SECP256R1()))
+
+
+def _aa(data: bytes) -> bool:
+    """Active authentication: the INTERNAL AUTHENTICATE answer, DG15 and DG14 are all the chip's.
+    Modes: 0 the RSA signature as sent, 1 an ISO 9796-2 representative F signed with the chip's key
+    (message recovery on anything the chip likes), 2 the plain r||s ECDSA signature, 3 DG15 (with a
+    fixed answer), 4 DG14 naming the ECDSA hash."""
+    from cardreader.protocol.aa import AAResult, verify_aa
+    if not data:
+        return False
+    mode, body = data[0] % 5, data[1:]
+    rsa_doc, ec_doc = _aa_docs()
+    if mode == 1:
+        n = rsa_doc.aa_private_key.private_numbers()
+        f = int.from_bytes(body, "big")
+        if not 0 < f < n.public_numbers.n:
+            return False
+        body = pow(f, n.d, n.public_numbers.n).to_bytes((n.public_numbers.n.bit_length() + 7) // 8, "big")
+    doc = ec_doc if mode in (2, 4) else rsa_doc
+    dg15, dg14, response = doc.files["DG15"], doc.files.get("DG14"), body
+    if mode == 3:
+        dg15, response = body, _aa_seed_answers()[0][1:]
+    elif mode == 4:
+        dg14, response = body, _aa_seed_answers()[2][1:]
+    result = verify_aa(dg15, AA_CHALLENGE, response, dg14)
+    if not isinstance(result, AAResult) or result.result not in ("passed", "failed", "not_performed"):
+        raise AssertionError(f"verify_aa returned {result!r}")
+    result.to_json()
+    return result.passed
+
+
+@functools.lru_cache(maxsize=None)
+def _aa_seed_answers() -> list[bytes]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cardreader.pki import iso9796_2
+    rsa_doc, ec_doc = _aa_docs()
+    key = rsa_doc.aa_private_key
+    m1 = bytes(iso9796_2.m1_length(key.key_size))
+    r, s = decode_dss_signature(ec_doc.aa_private_key.sign(AA_CHALLENGE, ec.ECDSA(hashes.SHA256())))
+    return [b"\x00" + iso9796_2.sign(key, AA_CHALLENGE, m1=m1),
+            b"\x01" + iso9796_2.encode(m1, AA_CHALLENGE, key.key_size),
+            b"\x02" + r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+            b"\x03" + rsa_doc.files["DG15"], b"\x04" + ec_doc.files["DG14"]]
+
+
+class _HostileChip:
+    """A transport whose chip answers from the fuzz input, each answer `flags sw1 sw2 len payload`:
+    flags&3 = 0 raw bytes, 1 the payload as properly protected data (it knows the session keys),
+    2 the payload as SM data objects followed by a valid MAC over them, 3 a bare status word.
+    With no input left it answers a protected 9000."""
+
+    def __init__(self, script: bytes):
+        self.script, self.channel = script, None
+
+    def card_present(self) -> bool:
+        return True
+
+    def transmit(self, apdu: bytes) -> bytes:
+        from cardreader.apdu import ResponseAPDU
+        from cardreader.protocol.sm import SMSession, encode_do
+        live = self.channel.session
+        session = SMSession(live.cipher, live.ks_enc, live.ks_mac, live.ssc)   # the chip's copy
+        if len(self.script) < 4:
+            return session.protect_response(apdu[1], ResponseAPDU(b"", 0x9000))
+        flags, sw, n = self.script[0], self.script[1:3], self.script[3]
+        payload, self.script = self.script[4:4 + n], self.script[4 + n:]
+        if flags & 3 == 1:
+            return session.protect_response(apdu[1], ResponseAPDU(payload, int.from_bytes(sw, "big")))
+        if flags & 3 == 2:
+            session.ssc += 1
+            return payload + encode_do(0x8E, session._mac(payload)) + sw
+        return (b"" if flags & 3 == 3 else payload) + sw
+
+
+@functools.lru_cache(maxsize=None)
+def _ca_seed_dg14s() -> list[bytes]:
+    """DG14s announcing an ECDH key (AES) and a DH key (RFC 5114 group, 3DES)."""
+    from cardreader.lds import tlv
+    from cardreader.lds.security_infos import (chip_authentication_info, chip_authentication_public_key_info,
+                                               encode_security_infos)
+    from cardreader.protocol.ca import DHChipKey
+    from cardreader.protocol.pace import STANDARD_GROUPS
+    group = STANDARD_GROUPS[0]()
+    dh = DHChipKey(group, group.random_private(lambda k: bytes([7]) * k))
+    infos = [chip_authentication_public_key_info(dh.spki(), key_id=1),
+             chip_authentication_info("id-CA-DH-3DES-CBC-CBC", key_id=1)]
+    return [_files("DG14")[0], tlv.encode(0x6E, encode_security_infos(infos))]
+
+
+def _ca(data: bytes) -> bool:
+    """Chip authentication: mode 0 the chip's DG14 (its key and protocol), answering properly
+    protected 9000s; mode 1 its answers (`_HostileChip`) to MSE:Set AT, GENERAL AUTHENTICATE and the
+    confirming SELECT, with the first seed's DG14. Ends in the reader's typed errors or success."""
+    from cardreader.apdu import CardError, PlainChannel
+    from cardreader.lds import LDSError, tlv
+    from cardreader.lds.security_infos import parse_security_infos
+    from cardreader.protocol import ca
+    from cardreader.protocol.pace import PACEError
+    from cardreader.protocol.sm import AccessControlError, SecureChannel, SecureMessagingError, SMSession
+    if not data:
+        return False
+    dg14, script = (data[1:], b"") if data[0] % 2 == 0 else (_ca_seed_dg14s()[0], data[1:])
+    chip = _HostileChip(script)
+    channel = SecureChannel(PlainChannel(chip), SMSession("AES-128", bytes(16), bytes(range(16)), 0))
+    chip.channel = channel
+    try:
+        ca.perform_ca(channel, parse_security_infos(tlv.parse_one(dg14, 0x6E).value))
+    except (LDSError, AccessControlError, SecureMessagingError, CardError, PACEError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _scanner_seeds() -> list[bytes]:
+    """A small rendered TD1 card as PNG, as JPEG and as a raw array."""
+    import random as _random
+
+    import cv2
+    from cardreader.scanner.synth import render_document
+    card = render_document(_documents()[0].persona.mrz, px_per_mm=7.0, rng=_random.Random(2))
+    return [b"\x00" + cv2.imencode(".png", card)[1].tobytes(),
+            b"\x00" + cv2.imencode(".jpg", card, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes(),
+            b"\x01" + _raw_image(card)]
+
+
+RAW_DTYPES = ("uint8", "uint16", "float32", "int8", "bool", "float64")
+
+
+def _raw_image(a) -> bytes:
+    shape = tuple(a.shape) + (0,) * (3 - a.ndim)
+    return bytes([RAW_DTYPES.index(str(a.dtype)), a.ndim]) + b"".join(d.to_bytes(2, "big") for d in shape) \
+        + a.tobytes()
+
+
+def _scanner(data: bytes) -> bool:
+    """The document scanner's input: mode 0 encoded image bytes (what a folder or the integrator
+    hands over), mode 1 a raw array of any dtype/shape (what a camera driver hands over; the header
+    declares dtype, ndim and up to 3 sides, the pixels are repeated to fill it, capped at 64 MB)."""
+    import numpy as np
+    from cardreader.scanner import ScanResult, read_mrz
+    if not data:
+        return False
+    image: object = data[1:]
+    if data[0] % 2 == 1:
+        if len(data) < 9:
+            return False
+        dtype, ndim = np.dtype(RAW_DTYPES[data[1] % len(RAW_DTYPES)]), data[2] % 4
+        shape = tuple(int.from_bytes(data[3 + 2 * i:5 + 2 * i], "big") for i in range(3))[:ndim]
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if size > 64 << 20:
+            return False
+        pixels = data[9:] or b"\x00"
+        raw = (pixels * (size // len(pixels) + 1))[:size]
+        image = np.frombuffer(raw, dtype).reshape(shape)
+    result = read_mrz(image)
+    if not isinstance(result, ScanResult) or (result.ok and result.mrz is None):
+        raise AssertionError(f"read_mrz returned {result!r}")
+    return result.ok
+
+
 TARGETS: dict[str, Target] = {
     "tlv": Target(_lds("cardreader.lds.tlv:parse"), lambda: _files("DG1", "DG13", "DG14", "EF.COM")),
     "file": Target(_lds("cardreader.lds.files:parse_file"), lambda: _files("DG1", "DG13", "EF.COM", "DG15")),
@@ -229,6 +409,9 @@ TARGETS: dict[str, Target] = {
     "certificate": Target(_certificate, lambda: _pki_seeds("certificate")),
     "crl": Target(_crl, lambda: _pki_seeds("crl")),
     "masterlist": Target(_masterlist, lambda: _pki_seeds("masterlist")),
+    "aa": Target(_aa, _aa_seed_answers),
+    "ca": Target(_ca, lambda: [b"\x00" + d for d in _ca_seed_dg14s()] + [b"\x01"]),
+    "scanner": Target(_scanner, _scanner_seeds, share=0.01, min_timeout_s=20.0),
 }
 
 
@@ -364,10 +547,15 @@ def _save(artifacts: Path, target: str, kind: str, data: bytes) -> Path:
     return path
 
 
+def runs_for(name: str, runs: int, targets: int) -> int:
+    """The target's part of `runs` split over `targets` (weighted by its share)."""
+    return max(1, round(runs / targets * TARGETS[name].share)) if targets > 1 else runs
+
+
 def run_one(name: str, data: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool | str:
     """Run one input: True (parsed) or False (typed error), else the failure: 'crash:Type', 'hang' or 'memory'."""
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    signal.setitimer(signal.ITIMER_REAL, max(timeout_s, TARGETS[name].min_timeout_s))
     try:
         return bool(TARGETS[name].run(data))
     except Hang:
@@ -426,6 +614,7 @@ def _atheris_main(name: str, runs: int, timeout_s: float, memory_mb: int, artifa
     artifacts.mkdir(parents=True, exist_ok=True)
     _limit_memory(memory_mb + 1024)  # a backstop behind libFuzzer's own -rss_limit_mb
     max_len = max(len(s) for s in seeds) * 5 // 4 + 64
+    timeout_s = max(timeout_s, target.min_timeout_s)
     atheris.Setup([sys.argv[0], f"-runs={runs}", f"-timeout={max(1, round(timeout_s))}",
                    f"-rss_limit_mb={memory_mb}", f"-max_len={max_len}", "-print_final_stats=1",
                    f"-artifact_prefix={artifacts}/{name}-", str(corpus)], run)
@@ -439,11 +628,10 @@ _STAT = re.compile(r"stat::(\w+):\s+(\d+)")
 
 def _atheris_all(names: list[str], runs: int, args) -> int:
     """One libFuzzer process per target (libFuzzer exits when done); prints each one's figures."""
-    per = max(1, runs // len(names))
     total, worst = 0, 0
     for name in names:
         cmd = [sys.executable, "-m", "cardreader", "fuzz", "--engine", "atheris", "--target", name,
-               "--runs", str(per), "--timeout", str(args.timeout), "--memory-mb", str(args.memory_mb),
+               "--runs", str(runs_for(name, runs, len(names))), "--timeout", str(args.timeout), "--memory-mb", str(args.memory_mb),
                "--artifacts", str(args.artifacts)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -491,11 +679,10 @@ def _cli(args) -> int:
         TARGETS[name].seeds()
     _trust_store()
     _limit_memory(args.memory_mb)
-    per = max(1, args.runs // len(names))
     print(f"{'target':<12} {'execs':>8} {'parsed':>7} {'fail':>5} {'execs/s':>8} {'slowest s':>10}", flush=True)
     total = Stats("total")
     for name in names:
-        s = fuzz(name, per, seed=args.seed, timeout_s=args.timeout, artifacts=args.artifacts, log=sys.stderr)
+        s = fuzz(name, runs_for(name, args.runs, len(names)), seed=args.seed, timeout_s=args.timeout, artifacts=args.artifacts, log=sys.stderr)
         print(f"{name:<12} {s.execs:>8} {s.accepted:>7} {s.failures:>5} {s.execs / s.seconds:>8.0f} "
               f"{s.slowest_s:>10.3f}", flush=True)
         total.execs += s.execs

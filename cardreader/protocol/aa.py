@@ -52,10 +52,13 @@ class AAResult:
 
 def _dg15_public_key(dg15: bytes) -> keys.PublicKeyInfo:
     """DG15 = '6F' L SubjectPublicKeyInfo (9303-10 §4.7.15)."""
-    from cardreader.lds import tlv
+    from cardreader.lds import ASN1_DECODE_ERRORS, tlv
 
-    spki = keys.PublicKeyInfo.load(tlv.parse_one(dg15, 0x6F).value, strict=True)
-    spki.native
+    try:
+        spki = keys.PublicKeyInfo.load(tlv.parse_one(dg15, 0x6F).value, strict=True)
+        spki.native
+    except ASN1_DECODE_ERRORS as exc:  # asn1crypto's lazy parsing: e.g. KeyError for an unknown key OID
+        raise ValueError(f"DG15 SubjectPublicKeyInfo: {type(exc).__name__}") from None
     return spki
 
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from asn1crypto.core import Integer
 from asn1crypto.keys import DomainParameters, PublicKeyInfo
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cardreader.apdu import CardError, CommandAPDU, check, select_ef
+from cardreader.lds import ASN1_DECODE_ERRORS
 from cardreader.lds.security_infos import (ChipAuthenticationKey, ChipAuthenticationOption, ParsedSecurityInfos,
                                            SecurityProtocol, parse_security_infos)
 from cardreader.protocol.pace import DHGroup, PACEError
@@ -23,6 +25,7 @@ from cardreader.protocol.sm import (AccessControlError, SecureChannel, SecureMes
                                     encode_do, kdf, parse_dos)
 
 EF_COM = 0x011E
+DH_MAX_BITS = 4096  # 9303-11 standardizes 1024- and 2048-bit groups
 _DEFAULT_3DES = {"ECDH": "0.4.0.127.0.7.2.2.3.2.1", "DH": "0.4.0.127.0.7.2.2.3.1.1"}
 
 
@@ -66,21 +69,34 @@ class DHChipKey:
         }).dump()
 
 
+def _dh_key(info: PublicKeyInfo) -> tuple[DHGroup, bytes]:
+    """The chip's DH group and public value, refused (CAError) unless the numbers are sane: a hostile
+    DG14 may carry anything (q = 1, a negative y, a 100 000-bit p to stall the exponentiation)."""
+    try:
+        params = info["algorithm"]["parameters"]
+        p, g, q = params["p"].native, params["g"].native, params["q"].native
+        y = info["public_key"].parsed.native
+        if not (1024 <= p.bit_length() <= DH_MAX_BITS and p % 2 and 1 < g < p - 1 and 1 < q < p and 1 < y < p - 1):
+            raise ValueError("DH numbers out of range")
+    except ASN1_DECODE_ERRORS:
+        raise CAError("chip DH key is malformed or out of range", "ca_key_invalid") from None
+    group = DHGroup(p, g, q)
+    return group, y.to_bytes(group.size, "big")
+
+
 def _terminal_agreement(key: ChipAuthenticationKey) -> tuple[bytes, bytes]:
     """(PK_IFD, shared secret K) against the chip's DG14 key, EC via pyca, DH via `DHGroup`."""
     info = key.public_key
     if info["algorithm"]["algorithm"].native == "dh":
-        params = info["algorithm"]["parameters"]
-        group = DHGroup(params["p"].native, params["g"].native, params["q"].native)
+        group, y = _dh_key(info)
         x = group.random_private(os.urandom)
-        y = info["public_key"].parsed.native.to_bytes(group.size, "big")
         try:
             return group.public(x), group.shared_secret(x, y)
         except PACEError as e:
             raise CAError(f"chip DH key rejected: {e}", "ca_key_invalid") from None
     try:
         chip_key = serialization.load_der_public_key(info.dump())
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):   # e.g. a curve OpenSSL does not know
         raise CAError("chip authentication key cannot be loaded", "ca_unsupported") from None
     if not isinstance(chip_key, ec.EllipticCurvePublicKey):
         raise CAError("chip authentication key is neither EC nor DH", "ca_unsupported")

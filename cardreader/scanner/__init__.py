@@ -9,6 +9,7 @@ rendered twin of the demo card); `read_mrz` turns one image into a
 """
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = ["DocumentScanner", "FolderScanner", "OpenCVDocumentScanner", "Simulat
 
 MIN_CONFIDENCE = 0.6
 _MIN_SIDE = 200
+MAX_PIXELS = 40_000_000  # a 600 dpi scan of a passport page is ~6 Mpx; beyond this, refuse before decoding
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -34,7 +36,7 @@ class ScanResult:
 
     `ok` means exactly one MRZ was found, every check digit holds and the OCR was
     confident; `reason` says why not otherwise ('corrupt_image', 'blank_image',
-    'image_too_small', 'no_mrz_found', 'unreadable', 'check_digit_failed',
+    'image_too_small', 'image_too_large', 'no_mrz_found', 'unreadable', 'check_digit_failed',
     'multiple_mrz', 'low_confidence'). `mrz` is kept when it parsed, even if not ok,
     so an officer can see what was read; only an ok result may be used as a key.
     """
@@ -80,6 +82,18 @@ class ScanResult:
                 f"confidence={self.confidence:.2f}, corrections={len(self.corrections)})")
 
 
+def _declared_pixels(data: bytes) -> int:
+    """Width x height from the encoded image's header (PIL reads only the header), 0 if unknown."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size[0] * im.size[1]
+    except Image.DecompressionBombError:   # PIL's own limit (~180 Mpx) is above ours
+        return MAX_PIXELS + 1
+    except Exception:  # not a format PIL knows (or a broken header): OpenCV decides
+        return 0
+
+
 def _decode(image) -> tuple[np.ndarray | None, str | None]:
     """Accept a BGR/gray array, encoded bytes or a path; return gray or a reason."""
     if isinstance(image, (str, Path)):
@@ -88,13 +102,20 @@ def _decode(image) -> tuple[np.ndarray | None, str | None]:
         except OSError:
             return None, "corrupt_image"
     if isinstance(image, (bytes, bytearray, memoryview)):
-        buf = np.frombuffer(bytes(image), np.uint8)
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+        data = bytes(image)
+        if _declared_pixels(data) > MAX_PIXELS:   # a few hundred KB of PNG can declare gigabytes
+            return None, "image_too_large"
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+        except cv2.error:
+            image = None
         if image is None:
             return None, "corrupt_image"
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3) \
             or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         return None, "corrupt_image"
+    if image.shape[0] * image.shape[1] > MAX_PIXELS:
+        return None, "image_too_large"
     if min(image.shape[:2]) < _MIN_SIDE:
         return None, "image_too_small"
     if image.ndim == 3:
