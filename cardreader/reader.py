@@ -137,11 +137,17 @@ class _Reader:
         return data
 
     def card_access(self) -> ParsedSecurityInfos | None:
-        """EF.CardAccess from the MF, read in plain; absent or unreadable means no PACE."""
-        try:
-            data = self.read("EF.CardAccess")
-        except CardError:
-            self.transport.reset()
+        """EF.CardAccess from the MF, read in plain; absent or unreadable means no PACE. A chip
+        still in an earlier reader's secure-messaging session refuses the plain read, so the
+        read is tried once more after a reset (else a re-read would silently fall back to BAC,
+        and a CAN, which only PACE takes, would be refused)."""
+        for _ in range(2):
+            try:
+                data = self.read("EF.CardAccess")
+                break
+            except CardError:
+                self.transport.reset()
+        else:
             return None
         try:
             return parse_security_infos(data)

@@ -42,6 +42,7 @@ class DocumentEvidence:
     date_of_expiry: dt.date | None = None
     mrz_check_digits_ok: bool | None = None
     mrz_mismatch_fields: tuple[str, ...] | None = None  # DG1 vs scanned MRZ; None = not compared
+    access_key: Literal["mrz", "can"] | None = None     # what opened the chip: the scanned MRZ or the CAN
     face_on_chip: bool = False
 
 
@@ -92,6 +93,9 @@ class PolicyRules(BaseModel):
         None, description="an extra floor on top of the calibrated threshold (never lowers it)")
     accept_liveness_undetermined: bool = False
     require_quality: bool = True
+    require_mrz_cross_check: bool = Field(
+        True, description="DG1 must have been compared with the printed MRZ; when False a chip opened "
+                          "with the CAN alone (the MRZ unreadable) passes without it; a mismatch never does")
     identity_pass: tuple[IdentityOutcome, ...] = Field(
         ("clear",), description="identity outcomes that let the traveller through; only "
                                 "'clear' and 'not_found' are allowed here")
@@ -116,6 +120,7 @@ class PolicyOverride(BaseModel):
     min_face_score: float | None = None
     accept_liveness_undetermined: bool | None = None
     require_quality: bool | None = None
+    require_mrz_cross_check: bool | None = None
     identity_pass: tuple[IdentityOutcome, ...] | None = None
     allowed: bool | None = None
 
@@ -178,7 +183,8 @@ def _document_reasons(d: DocumentEvidence, rules: PolicyRules, today: dt.date) -
     if d.mrz_check_digits_ok is not True:
         r.append("document.mrz_check_digits")
     if d.mrz_mismatch_fields is None:
-        r.append("document.mrz_not_compared")
+        if rules.require_mrz_cross_check or d.access_key != "can":
+            r.append("document.mrz_not_compared")
     elif d.mrz_mismatch_fields:
         r.append("document.mrz_mismatch")
     if not d.face_on_chip:

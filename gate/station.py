@@ -162,14 +162,20 @@ class Lane:
         self._trust_store = trust_store
 
     def scan(self) -> Any:
-        from cardreader.scanner import read_mrz
+        """The printed MRZ; when it cannot be read, a sure CAN (PACE-CAN opens the chip, and
+        DG1 then has no printed MRZ to be compared with)."""
+        from cardreader.protocol.pace import CAN
+        from cardreader.scanner import read_can, read_mrz
         image = self.scanner.capture(timeout=self.settings.transaction.scan_s)
         if image is None:
             raise DeviceRefusal("no_document")
         scan = read_mrz(image)
-        if not scan.ok:
-            raise DeviceRefusal(scan.reason or "unreadable")
-        return scan.mrz
+        if scan.ok:
+            return scan.mrz
+        can = read_can(image)
+        if can.ok:
+            return CAN(can.can)
+        raise DeviceRefusal(scan.reason or "unreadable")
 
     def read(self, key: Any, *, at: dt.datetime, deadline_s: float) -> Any:
         from cardreader.reader import read_document
@@ -239,14 +245,16 @@ class SimulatedLane(Lane):
         self.issued[card_id] = doc
         return card_id
 
-    def insert(self, card_id: str) -> None:
-        """Place the card on the reader; the scanner sees its printed MRZ."""
+    def insert(self, card_id: str, side: str = "mrz") -> None:
+        """Place the card on the reader; the scanner sees its printed MRZ, or with
+        `side='front'` only the CAN printed on a chip ID card's front."""
         from cardreader.lds.mrz import parse_mrz
+        from cardreader.protocol.pace import CAN
         from cardreader.sim.chip import SimulatedChip
         from cardreader.scanner import SimulatedDocumentScanner
         doc = self.issued[card_id]
-        self._printed = parse_mrz(doc.persona.mrz)
-        self.scanner = SimulatedDocumentScanner(doc.persona.mrz)
+        self.scanner = SimulatedDocumentScanner.for_persona(doc.persona, side=side)
+        self._printed = parse_mrz(doc.persona.mrz) if side == "mrz" else CAN(doc.persona.can)
         self.transport.insert(SimulatedChip(doc))
 
     def remove(self) -> None:

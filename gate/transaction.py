@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
@@ -65,7 +65,8 @@ class DocumentScanner(Protocol):
     """Gives the printed MRZ (the chip access key and the fields DG1 must repeat)."""
 
     def scan(self) -> Any:
-        """Return an MRZ (cardreader.lds.mrz.MRZ-like: `.bac_key()` and the fields)."""
+        """Return an MRZ (cardreader.lds.mrz.MRZ-like: `.bac_key()` and the fields), or only
+        the CAN (cardreader.protocol.pace.CAN) when the MRZ could not be read."""
         ...
 
 
@@ -207,6 +208,7 @@ class TransactionRecord:
 
 def _document_public(d: DocumentEvidence) -> dict[str, Any]:
     return {"read_ok": d.read_ok, "read_error": d.read_error, "access_control": d.access_control,
+            "access_key": d.access_key,
             "pa_verdict": d.pa_verdict, "pa_reasons": list(d.pa_reasons),
             "clone_protocol": d.clone_protocol, "clone_result": d.clone_result,
             "clone_reason": d.clone_reason, "document_type": d.document_type,
@@ -436,12 +438,14 @@ class Transaction:
 
     def _checks(self) -> None:
         rec = self.record
-        printed = self._step("scan", self.t.scan_s, self.d.scanner.scan)
+        scanned = self._step("scan", self.t.scan_s, self.d.scanner.scan)
+        printed = scanned if hasattr(scanned, "bac_key") else None   # None: only the CAN was read
+        key = printed.bac_key() if printed is not None else scanned
         rec.personal.mrz = printed
-        self._queries = self.d.identity_query(printed, None)   # the audit's document/person references
-        read = self._step("read", self.t.read_s, self.d.reader.read, printed.bac_key(),
-                          at=self.clock(), deadline_s=self.t.read_s)
-        doc = document_evidence(read, printed)
+        if printed is not None:
+            self._queries = self.d.identity_query(printed, None)   # the audit's document/person references
+        read = self._step("read", self.t.read_s, self.d.reader.read, key, at=self.clock(), deadline_s=self.t.read_s)
+        doc = replace(document_evidence(read, printed), access_key="mrz" if printed is not None else "can")
         self._evidence(document=doc)
         self._enter(State.DOCUMENT_READ)
         if not doc.read_ok:
@@ -475,7 +479,7 @@ class Transaction:
         self._enter(State.IDENTITY_CHECKED)
         self._card_still_there()
         if self.d.same_card is not None and not self._step("card", self.t.read_s, self.d.same_card,
-                                                           printed.bac_key(), getattr(read, "dg1", None)):
+                                                           key, getattr(read, "dg1", None)):
             raise _Refer("card.swapped")
 
     def _card_still_there(self) -> None:

@@ -5,7 +5,9 @@ key (document number, birth and expiry dates), and after it, to compare the
 chip's DG1 with the print, which catches a genuine chip planted in a forged
 document. `DocumentScanner` is the seam (a camera, a folder of scans, or a
 rendered twin of the demo card); `read_mrz` turns one image into a
-`ScanResult`; `compare_with_dg1` gives the mismatch reason codes.
+`ScanResult`; `compare_with_dg1` gives the mismatch reason codes. `read_can`
+reads the 6-digit Card Access Number printed on chip ID cards (on the front of
+German and Vietnamese cards): the PACE password when the MRZ cannot be read.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ import cv2
 import numpy as np
 
 from cardreader.lds.mrz import MRZ
-from cardreader.scanner.ocr import Correction, OCRUnavailable, find_and_read
+from cardreader.scanner.ocr import Correction, OCRUnavailable, find_and_read, find_cans
 
 __all__ = ["DocumentScanner", "FolderScanner", "OpenCVDocumentScanner", "SimulatedDocumentScanner",
-           "ScanResult", "Correction", "OCRUnavailable", "read_mrz", "compare_with_dg1", "register"]
+           "ScanResult", "CanResult", "Correction", "OCRUnavailable", "read_mrz", "read_can", "compare_with_dg1",
+           "register"]
 
 MIN_CONFIDENCE = 0.6
 _MIN_SIDE = 200
@@ -150,6 +153,56 @@ def read_mrz(image, *, today=None, min_confidence: float = MIN_CONFIDENCE) -> Sc
     return ScanResult(ok=True, **result)
 
 
+@dataclass(frozen=True, repr=False)
+class CanResult:
+    """The Card Access Number read from one image. A CAN has no check digit, so `ok` needs
+    every digit sure on the engine's and the OCR-B glyph's opinion and one number only;
+    `unsure` gives the positions (0-5) that were not; `reason` says why not ok
+    ('no_can_found', 'low_confidence', 'multiple_can', or the image's fault as for the MRZ)."""
+
+    ok: bool
+    can: str | None = None
+    confidence: float = 0.0
+    unsure: tuple[int, ...] = ()
+    reason: str | None = None
+    orientation: int = 0
+    seconds: float = 0.0
+
+    def to_json(self, *, reveal: bool = False) -> dict:
+        out = {"ok": self.ok, "reason": self.reason, "confidence": round(self.confidence, 4),
+               "unsure_positions": list(self.unsure), "orientation_deg": self.orientation,
+               "seconds": round(self.seconds, 4)}
+        if reveal and self.can is not None:
+            out["can"] = self.can
+        return out
+
+    def __repr__(self) -> str:
+        return f"CanResult(ok={self.ok}, reason={self.reason}, confidence={self.confidence:.2f}, unsure={self.unsure})"
+
+
+def read_can(image) -> CanResult:
+    """Find and read the one CAN in `image` (BGR/gray array, encoded bytes or a path).
+    Never raises for bad input; raises `OCRUnavailable` only when Tesseract itself is missing."""
+    start = time.perf_counter()
+    gray, reason = _decode(image)
+    if gray is None:
+        return CanResult(ok=False, reason=reason, seconds=time.perf_counter() - start)
+    readings = find_cans(gray)
+    elapsed = time.perf_counter() - start
+    sure = {r.digits: r for r in readings if not r.unsure}
+    if len(sure) > 1:
+        return CanResult(ok=False, reason="multiple_can", seconds=elapsed)
+    if sure:
+        (best,) = sure.values()
+        return CanResult(ok=True, can=best.digits, confidence=min(best.confidences), orientation=best.orientation,
+                         seconds=elapsed)
+    if not readings:
+        return CanResult(ok=False, reason="no_can_found", seconds=elapsed)
+    best = min(readings, key=lambda r: (len(r.unsure), -sum(r.confidences)))
+    return CanResult(ok=False, can=best.digits, confidence=min(best.confidences), unsure=best.unsure,
+                     reason="low_confidence", orientation=best.orientation, seconds=elapsed)
+
+
 _COMPARED = ("format", "document_code", "issuing_state", "document_number", "date_of_birth", "date_of_expiry",
              "sex", "nationality", "primary_identifier", "secondary_identifier", "optional_data",
              "optional_data_2")
@@ -220,13 +273,18 @@ class OpenCVDocumentScanner:
 
 
 class SimulatedDocumentScanner:
-    """Renders the MRZ side of a document (e.g. the demo persona's card) with the synthetic
-    generator, photographed at a degradation level, a fresh shot per capture."""
+    """Renders a side of a document (e.g. the demo persona's card) with the synthetic
+    generator, photographed at a degradation level, a fresh shot per capture: the MRZ side
+    (`side='mrz'`, with the CAN where the card has one) or a chip ID card's front
+    (`side='front'`: the CAN, no MRZ), as a traveller may place it."""
 
-    def __init__(self, mrz: str, *, level: str = "moderate", seed: int = 0, can: str | None = None) -> None:
+    def __init__(self, mrz: str, *, level: str = "moderate", seed: int = 0, can: str | None = None,
+                 side: str = "mrz") -> None:
         import random
 
-        self._mrz, self._level, self._can = mrz, level, can
+        if side not in ("mrz", "front") or (side == "front" and not can):
+            raise ValueError("side is 'mrz', or 'front' for a card with a CAN")
+        self._mrz, self._level, self._can, self._side = mrz, level, can, side
         self._rng = random.Random(seed)
         self._present = True
 
@@ -243,15 +301,16 @@ class SimulatedDocumentScanner:
 
         if not self._present:
             return None
-        card = synth.render_document(self._mrz, px_per_mm=self._rng.uniform(10, 13), rng=self._rng,
-                                     can=self._can)
+        px_per_mm = self._rng.uniform(10, 13)
+        card = (synth.render_front(self._can, px_per_mm=px_per_mm, rng=self._rng) if self._side == "front" else
+                synth.render_document(self._mrz, px_per_mm=px_per_mm, rng=self._rng, can=self._can))
         return synth.degrade(card, self._level, self._rng)[0]
 
     def close(self) -> None:
         self._present = False
 
     def __repr__(self) -> str:
-        return f"SimulatedDocumentScanner(level={self._level}, <personal data hidden>)"
+        return f"SimulatedDocumentScanner(level={self._level}, side={self._side}, <personal data hidden>)"
 
 
 def register(subparsers) -> None:

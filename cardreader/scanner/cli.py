@@ -1,4 +1,4 @@
-"""CLI: read an MRZ from an image, generate the synthetic set, benchmark the reader.
+"""CLI: read an MRZ and a CAN from an image, generate the synthetic set, benchmark the reader.
 
     python -m cardreader mrz IMAGE [--json] [--reveal]
     python -m cardreader mrz-synth --out DIR --n N --seed S
@@ -21,7 +21,7 @@ _FIELDS = ("document_code", "issuing_state", "document_number", "date_of_birth",
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("mrz", help="read the printed MRZ from a photo or scan of a document")
+    p = subparsers.add_parser("mrz", help="read the printed MRZ and the CAN from a photo or scan of a document")
     p.add_argument("image", type=Path)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--reveal", action="store_true", default=None,
@@ -41,16 +41,19 @@ def register(subparsers) -> None:
     p.add_argument("--levels", nargs="+", default=list(synth.LEVELS), choices=synth.LEVELS)
     p.add_argument("--workers", type=int, default=1, help="processes (each runs one Tesseract)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--rows", type=Path, help="also write one line per image (index, outcome, reason) to this file, as they finish")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_mrz(args) -> int:
-    from cardreader.scanner import read_mrz
+    from cardreader.scanner import read_can, read_mrz
 
     result = read_mrz(args.image)
+    can = read_can(args.image)
     reveal = args.json if args.reveal is None else args.reveal
     if args.json:
-        print(json.dumps(result.to_json(reveal=reveal), indent=2, ensure_ascii=False))
+        print(json.dumps({**result.to_json(reveal=reveal), "can": can.to_json(reveal=reveal)}, indent=2,
+                         ensure_ascii=False))
     else:
         print(f"{'OK' if result.ok else 'REJECTED'}: {result.reason or 'all check digits hold'}"
               f" (confidence {result.confidence:.2f}, {len(result.corrections)} correction(s),"
@@ -60,7 +63,10 @@ def _cmd_mrz(args) -> int:
                 print(f"  check {name:<16} {'pass' if passed else 'FAIL'}")
             if reveal:
                 print("\n".join(result.mrz.lines))
-    return 0 if result.ok else 1
+        print(f"CAN {'OK' if can.ok else 'REJECTED'}: {can.reason or 'six sure digits'}"
+              f" (confidence {can.confidence:.2f}, unsure positions {list(can.unsure)})"
+              + (f": {can.can}" if reveal and can.can else ""))
+    return 0 if result.ok or can.ok else 1
 
 
 def _cmd_synth(args) -> int:
@@ -81,18 +87,38 @@ def _bench_one(job: tuple[int, str, str, int]) -> dict:
     truth = parse_mrz(s.mrz)
     exact = r.mrz is not None and "\n".join(r.mrz.lines) == s.mrz
     fields = sum(r.mrz is not None and getattr(r.mrz, f) == getattr(truth, f) for f in _FIELDS)
-    return {"fmt": fmt, "level": level, "ok": r.ok, "exact": exact, "fields": fields, "seconds": seconds,
+    return {"fmt": fmt, "level": level, "i": i, "ok": r.ok, "exact": exact, "fields": fields, "seconds": seconds,
             "reason": r.reason, "corrected": bool(r.corrections)}
 
 
+class _Serial:
+    """`imap` in this process (one worker)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    @staticmethod
+    def imap(fn, jobs):
+        return map(fn, jobs)
+
+
 def _cmd_bench(args) -> int:
-    jobs = [(args.seed, f, lv, i) for f in args.formats for lv in args.levels for i in range(args.n)]
+    # index-major order, so an interrupted run still covers every format and level evenly
+    jobs = [(args.seed, f, lv, i) for i in range(args.n) for f in args.formats for lv in args.levels]
     t0 = time.perf_counter()
-    if args.workers > 1:
-        with mp.get_context("fork").Pool(args.workers) as pool:
-            rows = pool.map(_bench_one, jobs, chunksize=8)
-    else:
-        rows = [_bench_one(j) for j in jobs]
+    rows = []
+    out = args.rows.open("w") if args.rows else None
+    with (mp.get_context("fork").Pool(args.workers) if args.workers > 1 else _Serial()) as pool:
+        for row in pool.imap(_bench_one, jobs):
+            rows.append(row)
+            if out:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+    if out:
+        out.close()
     wall = time.perf_counter() - t0
     print(f"bench-mrz: {len(rows)} images ({args.n} per format and level), seed {args.seed}, "
           f"{args.workers} worker(s), {wall:.0f} s wall")

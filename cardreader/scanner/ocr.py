@@ -193,11 +193,15 @@ def _norm_rect(rect) -> _Line:
 
 
 def _text_lines(gray: np.ndarray) -> list[_Line]:
-    """Horizontal-ish blobs of dark strokes that could be lines of MRZ text (found on a
-    copy scaled to 1000 px, returned in the coordinates of `gray`)."""
+    """Horizontal-ish blobs of dark strokes that could be lines of MRZ text."""
+    return [ln for ln in _text_blobs(gray) if ln.length > 0.2 * max(gray.shape) and ln.length > 8 * ln.height]
+
+
+def _text_blobs(gray: np.ndarray) -> list[_Line]:
+    """Dark strokes smeared horizontally into word and line blobs (found on a copy scaled
+    to 1000 px, returned in the coordinates of `gray`)."""
     scale = 1000.0 / max(gray.shape)
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    h, w = small.shape
     rect = lambda kw, kh: cv2.getStructuringElement(cv2.MORPH_RECT, (kw, kh))  # noqa: E731
     blackhat = cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, rect(21, 11))
     _, bw = cv2.threshold(blackhat, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
@@ -206,14 +210,11 @@ def _text_lines(gray: np.ndarray) -> list[_Line]:
     contours, _ = cv2.findContours(bw, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     pieces = [(_norm_rect(cv2.minAreaRect(c)), c.reshape(-1, 2)) for c in contours if len(c) >= 5]
     pieces = [p for p in pieces if p[0].height > 5 and p[0].length > 2 * p[0].height]
-    merged = _merge_pieces(sorted(pieces, key=lambda p: p[0].rect[0][0]))
-    lines = []
-    for ln in merged:
-        if ln.length > 0.2 * max(h, w) and ln.length > 8 * ln.height:
-            (cx, cy), (lw, lh), a = ln.rect
-            lines.append(_Line(((cx / scale, cy / scale), (lw / scale, lh / scale), a),
-                               lw / scale, lh / scale, a))
-    return lines
+    out = []
+    for ln in _merge_pieces(sorted(pieces, key=lambda p: p[0].rect[0][0])):
+        (cx, cy), (lw, lh), a = ln.rect
+        out.append(_Line(((cx / scale, cy / scale), (lw / scale, lh / scale), a), lw / scale, lh / scale, a))
+    return out
 
 
 def _merge_pieces(pieces: list[tuple[_Line, np.ndarray]]) -> list[_Line]:
@@ -340,11 +341,17 @@ def _glyph_scores(ink: np.ndarray, cx: float, top: float, bottom: float, pitch: 
 
 
 def _baseline(ink: np.ndarray) -> float:
-    """The row letters and digits stand on (the last row with substantial ink)."""
+    """The row letters and digits stand on: the bottom of the tallest run of inked rows (a
+    printed rule or a frame edge under the text is a thin run of its own)."""
     _, bw = cv2.threshold(ink.astype(np.uint8), 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     rows = bw.sum(axis=1)
-    on = np.flatnonzero(rows > 0.08 * rows.max())
-    return float(on[-1]) if len(on) else float(ink.shape[0] - 1)
+    on = rows > 0.08 * rows.max()
+    if not on.any():
+        return float(ink.shape[0] - 1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], on.astype(np.int8), [0]))))
+    starts, ends = edges[::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return float(ends[k] - 1)
 
 
 def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], width: int,
@@ -645,3 +652,70 @@ def _rank(r: Reading) -> tuple:
     valid = r.mrz is not None and r.mrz.valid and r.problem is None
     passed = sum(r.mrz.checks.values()) if r.mrz else -1
     return (valid, passed, r.confidence)
+
+
+# --- the Card Access Number -------------------------------------------------------------------
+
+@dataclass(frozen=True, repr=False)
+class CanReading:
+    """Six digits read from one word-sized blob, with each digit's certainty."""
+
+    digits: str
+    confidences: tuple[float, ...]
+    unsure: tuple[int, ...]  # positions whose glyph or engine certainty is not enough
+    box: tuple[float, float, float, float] = (0, 0, 0, 0)
+    orientation: int = 0
+
+    def __repr__(self) -> str:
+        return f"CanReading(unsure={self.unsure})"
+
+
+CAN_DIGITS = 6
+_CAN_SURE = 0.75  # every CAN digit's fit (engine certainty capped by the OCR-B glyph) must reach this
+
+
+def find_cans(gray: np.ndarray, *, max_candidates: int = 24) -> list[CanReading]:
+    """Every six-digit OCR-B number the image shows (the CAN is printed so, on its own), in
+    the image as given and turned a quarter; upside-down blobs are read the other way round.
+    The check digits that guard the MRZ do not exist here, so each digit must be sure on
+    both opinions, the engine's and the glyph's, with a clear margin over every other digit."""
+    out: list[CanReading] = []
+    for orientation, img in _orientations(gray):
+        blobs = [b for b in _text_blobs(img) if 3.0 < b.length / b.height < 10.0]
+        for blob in sorted(blobs, key=lambda b: -b.height)[:max_candidates]:
+            upright = _read_can(img, blob, False, orientation)
+            turned = _read_can(img, blob, True, orientation)
+            if upright is None or turned is None:
+                reading = upright or turned
+            elif upright.unsure or turned.unsure:  # the way up where the glyphs fit better
+                reading = min((upright, turned), key=lambda r: (len(r.unsure), -sum(r.confidences)))
+            else:  # sure both ways up (0, 1, 8 and 6/9 turn into each other): say so
+                reading = CanReading(upright.digits, upright.confidences, tuple(range(CAN_DIGITS)),
+                                     upright.box, orientation)
+            if reading is not None:
+                out.append(reading)
+    return out
+
+
+def _read_can(img: np.ndarray, blob: _Line, flip: bool, orientation: int) -> CanReading | None:
+    crop = _crop_line(img, blob, flip)
+    symbols = engine().read_line(crop)
+    if len(symbols) != CAN_DIGITS or not all(s[0].isdigit() for s in symbols):
+        return None
+    pitch = _pitch(symbols)
+    if pitch is None:
+        return None
+    cells = _to_cells(crop, symbols, CAN_DIGITS, pitch)
+    if not cells.text.isdigit():
+        return None
+    digit_idx = [_ALPHABET.index(d) for d in "0123456789"]
+    unsure = []
+    for i, (ch, conf, sc) in enumerate(zip(cells.text, cells.confidences, cells.scores)):
+        fit = float(sc[_ALPHABET.index(ch)])
+        rival = max(float(sc[j]) for j in digit_idx if _ALPHABET[j] != ch)
+        if conf < _CAN_SURE or fit - rival < _GLYPH_MARGIN:
+            unsure.append(i)
+    if len(unsure) > CAN_DIGITS // 2:  # not an OCR-B number at all (printed clutter)
+        return None
+    (cx, cy), (w, h), _ = blob.rect
+    return CanReading(cells.text, cells.confidences, tuple(unsure), (cx - w / 2, cy - h / 2, w, h), orientation)

@@ -127,14 +127,44 @@ def render_document(mrz: str, *, px_per_mm: float = 12.0, rng: random.Random | N
             if rng.random() < .6:
                 x0 = 4 * px_per_mm + i * 3
                 draw.rectangle((x0, mrz_top - 4 * px_per_mm, x0 + 1, mrz_top - 1.5 * px_per_mm), fill=(0, 0, 0))
-        if can:
-            draw.text((w - 22 * px_per_mm, 3 * px_per_mm), f"CAN {can}", font=small, fill=(20, 20, 20))
     size = _ocrb_size_for_pitch(_PITCH_MM * px_per_mm)
     font = _font(OCRB_FONT, size)
+    if can:
+        _draw_can(draw, can, (w - 21 * px_per_mm, 2 * px_per_mm), px_per_mm)
     left = (w - len(lines[0]) * _PITCH_MM * px_per_mm) / 2
     ink = rng.randint(0, 40)
     for i, line in enumerate(lines):
         draw.text((left, mrz_top + (i * _LINE_MM + 0.5) * px_per_mm), line, font=font, fill=(ink, ink, ink))
+    return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+
+
+def _draw_can(draw: ImageDraw.ImageDraw, can: str, at: tuple[float, float], px_per_mm: float) -> None:
+    """The CAN as ID cards print it: six OCR-B digits on their own, a small label above."""
+    x, y = at
+    draw.text((x, y), "CAN", font=_font(CLUTTER_FONT, max(8, round(1.6 * px_per_mm))), fill=(60, 60, 60))
+    draw.text((x, y + 2.2 * px_per_mm), can, font=_font(OCRB_FONT, _ocrb_size_for_pitch(_PITCH_MM * px_per_mm)),
+              fill=(15, 15, 15))
+
+
+def render_front(can: str, *, px_per_mm: float = 12.0, rng: random.Random | None = None) -> np.ndarray:
+    """The front of a chip ID card (TD1): title, photo, labelled fields and the CAN at the
+    bottom right, as German and Vietnamese chip cards print it; no MRZ."""
+    rng = rng or random.Random(0)
+    w, h = round(_SIZE_MM["TD1"][0] * px_per_mm), round(_SIZE_MM["TD1"][1] * px_per_mm)
+    tint = tuple(rng.randint(205, 250) for _ in range(3))
+    img = Image.new("RGB", (w, h), tint)
+    draw = ImageDraw.Draw(img)
+    small = _font(CLUTTER_FONT, max(8, round(2.2 * px_per_mm)))
+    draw.text((4 * px_per_mm, 3 * px_per_mm), rng.choice(("CĂN CƯỚC CÔNG DÂN", "PERSONALAUSWEIS", "IDENTITY CARD")),
+              font=_font(CLUTTER_FONT, max(10, round(3.2 * px_per_mm))), fill=(30, 30, 80))
+    draw.rectangle((4 * px_per_mm, 10 * px_per_mm, 26 * px_per_mm, 38 * px_per_mm), outline=(60, 60, 60),
+                   width=2, fill=tuple(c - 60 for c in tint))
+    y = 10 * px_per_mm
+    for label in rng.sample(("Họ và tên / Full name", "Ngày sinh / Date of birth", "Giới tính / Sex",
+                             "Quốc tịch / Nationality", "Quê quán / Place of origin", "Có giá trị đến / Expiry"), 5):
+        draw.text((30 * px_per_mm, y), label, font=small, fill=(40, 40, 40))
+        y += 5.5 * px_per_mm
+    _draw_can(draw, can, (w - 21 * px_per_mm, h - 10 * px_per_mm), px_per_mm)
     return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
 
 

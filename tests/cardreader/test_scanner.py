@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cardreader.lds.mrz import build_td1, check_digit, parse_mrz
-from cardreader.scanner import (FolderScanner, SimulatedDocumentScanner, compare_with_dg1, read_mrz)
+from cardreader.scanner import (FolderScanner, SimulatedDocumentScanner, compare_with_dg1, read_can, read_mrz)
 from cardreader.scanner import ocr, synth
 from cardreader.sim.persona import load_persona
 
@@ -186,6 +186,7 @@ def test_folder_scanner_and_cli(tmp_path, demo, demo_card):
     assert doc["ok"] and doc["format"] == "TD1" and doc["mrz"]["lines"] == demo.mrz.split("\n")
     assert set(doc["checks"]) >= {"document_number", "date_of_birth", "date_of_expiry", "composite"}
     assert all(doc["checks"].values()) and 0 < doc["confidence"] <= 1
+    assert doc["can"]["ok"] and doc["can"]["can"] == demo.can and doc["can"]["unsure_positions"] == []
 
 
 def test_simulated_scanner_removed_document_gives_nothing(demo):
@@ -262,3 +263,72 @@ def test_unsure_filler_next_to_a_name_letter_is_refused():
     end = len("ERIKSSON<<ANNA")  # the filler right after the last given-name letter
     assert ocr._unsure(lines, "TD1", _readings(lines, low=[(2, end, 0.2)]))
     assert not ocr._unsure(lines, "TD1", _readings(lines, low=[(2, end + 5, 0.2)]))  # deep in the run
+
+
+# --- the Card Access Number ------------------------------------------------------------------
+
+@pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
+def test_can_on_the_card_front_reads_in_every_orientation(demo, quarter_turns):
+    front = synth.render_front(demo.can, px_per_mm=11, rng=random.Random(2))
+    image = np.ascontiguousarray(np.rot90(front, quarter_turns))
+    result = read_can(image)
+    assert result.ok and result.can == demo.can and result.unsure == () and result.confidence > 0.8
+    assert demo.can not in repr(result) and "can" not in result.to_json()   # revealed only on request
+    assert result.to_json(reveal=True)["can"] == demo.can
+    assert read_mrz(image).ok is False                                        # the front has no MRZ
+
+
+def test_can_beside_the_mrz_reads_too(demo, demo_card):
+    assert read_can(demo_card).can == demo.can and read_can(demo_card).ok
+
+
+def test_degraded_card_fronts_give_the_can_or_refuse_never_another_number():
+    rng = random.Random(7)
+    outcomes = []
+    for _ in range(4):
+        can = "".join(rng.choice("0123456789") for _ in range(6))
+        image, _ = synth.degrade(synth.render_front(can, px_per_mm=rng.uniform(9, 13), rng=rng), "severe", rng)
+        result = read_can(image)
+        outcomes.append(result.ok)
+        assert not result.ok or result.can == can
+        assert result.ok or result.reason in ("low_confidence", "no_can_found")
+    assert any(outcomes)
+
+
+def test_can_with_unsure_digits_is_refused_and_names_them():
+    front = synth.render_front("583716", px_per_mm=11, rng=random.Random(2))
+    gray = cv2.cvtColor(front, cv2.COLOR_BGR2GRAY)
+    (reading,) = ocr.find_cans(gray)
+    h, w = gray.shape
+    x, y, bw, bh = (int(v) for v in reading.box)
+    smudged = front.copy()
+    smudged[y:y + bh, x + bw // 2:x + bw // 2 + bw // 6] = 235       # the fourth digit rubbed out
+    result = read_can(smudged)
+    assert not result.ok and result.reason in ("low_confidence", "no_can_found")
+    if result.reason == "low_confidence":
+        assert 3 in result.unsure
+
+
+def test_two_different_cans_are_refused(demo):
+    a = synth.render_front(demo.can, px_per_mm=11, rng=random.Random(2))
+    b = synth.render_front("920417", px_per_mm=11, rng=random.Random(3))
+    canvas = np.full((a.shape[0] + b.shape[0] + 60, max(a.shape[1], b.shape[1]) + 40, 3), 60, np.uint8)
+    canvas[20:20 + a.shape[0], 20:20 + a.shape[1]] = a
+    canvas[40 + a.shape[0]:40 + a.shape[0] + b.shape[0], 20:20 + b.shape[1]] = b
+    result = read_can(canvas)
+    assert not result.ok and result.reason == "multiple_can" and result.can is None
+
+
+@pytest.mark.parametrize("image, reason", [(b"junk", "corrupt_image"),
+                                           (np.full((600, 900, 3), 200, np.uint8), "blank_image")])
+def test_can_bad_input_gives_a_reason(image, reason):
+    result = read_can(image)
+    assert not result.ok and result.reason == reason
+
+
+def test_simulated_scanner_shows_the_card_front(demo):
+    scanner = SimulatedDocumentScanner.for_persona(demo, level="clean", side="front")
+    result = read_can(scanner.capture())
+    assert result.ok and result.can == demo.can
+    with pytest.raises(ValueError):
+        SimulatedDocumentScanner(demo.mrz, side="front")        # a front needs a CAN to show
