@@ -28,7 +28,7 @@ from cardreader.protocol import bac, ca, pace
 from cardreader.protocol.aa import active_authentication
 from cardreader.protocol.pace import CAN
 from cardreader.protocol.sm import AccessControlError, SecureChannel, SecureMessagingError, max_short_payload
-from cardreader.transport import CardAbsent, Transport, TransportError, TransportTimeout
+from cardreader.transport import CardAbsent, ReaderUnavailable, Transport, TransportError, TransportTimeout
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,8 @@ class _Reader:
 def _reason(exc: BaseException, apdus_sent: int) -> str:
     if isinstance(exc, CardAbsent):
         return "card_removed" if apdus_sent else "no_card"
+    if isinstance(exc, ReaderUnavailable):
+        return "reader_unavailable"
     if isinstance(exc, (TransportTimeout, DeadlineExceeded)):
         return "timeout"
     if isinstance(exc, TransportError):

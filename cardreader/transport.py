@@ -6,9 +6,12 @@ chip; only the transport differs.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 class TransportError(Exception):
@@ -17,6 +20,11 @@ class TransportError(Exception):
 
 class CardAbsent(TransportError):
     """No card is on the reader."""
+
+
+class ReaderUnavailable(TransportError):
+    """The reader or the PC/SC service is gone (unplugged, pcscd stopped): whatever was in
+    flight is lost; the transport reconnects by itself once the reader is back."""
 
 
 @runtime_checkable
@@ -124,19 +132,34 @@ class PcscTransport:
     `TransportTimeout` (PC/SC cannot cancel a transmit, so it runs in a worker
     thread and the connection is reset before the next command). A card reset
     by someone else is reconnected and reported, since its session is gone.
+
+    When pcscd stops or the reader goes away, the call in flight raises
+    `ReaderUnavailable` and the PC/SC context is dropped; every later call first
+    re-establishes it (a context does not survive a pcscd restart). While the
+    reader is gone, `wait_for_card`/`wait_for_removal` keep retrying until their
+    timeout and then answer False, so a lane waiting for travellers rides out a
+    pcscd restart; `available` tells whether the reader is reachable.
     """
+
+    RECONNECT_EVERY_S = 0.25
 
     def __init__(self, reader: str | int = 0, *, command_timeout: float = 5.0) -> None:
         from smartcard import scard
         self._s = scard
         self.command_timeout = command_timeout
-        hr, self._ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        self._check(hr, "establish context")
-        self.reader = self._choose(reader)
+        self._want = reader
+        self._ctx = None
+        self.reader = ""
         self._card = None
         self._protocol = None
         self._pool = None
         self._stale = False  # a timed-out transmit may still hold the card
+        self.available = False
+        self._service_errors = {getattr(scard, n) for n in (
+            "SCARD_E_NO_SERVICE", "SCARD_E_SERVICE_STOPPED", "SCARD_F_COMM_ERROR", "SCARD_E_INVALID_HANDLE",
+            "SCARD_E_INVALID_CONTEXT", "SCARD_E_READER_UNAVAILABLE", "SCARD_E_UNKNOWN_READER",
+            "SCARD_E_NO_READERS_AVAILABLE") if hasattr(scard, n)}
+        self._ensure()
 
     # ------------------------------------------------------------------ helpers
     def _check(self, hr: int, what: str) -> None:
@@ -147,11 +170,41 @@ class PcscTransport:
         s = self._s
         absent = {s.SCARD_W_REMOVED_CARD, s.SCARD_E_NO_SMARTCARD, getattr(s, "SCARD_W_UNPOWERED_CARD", -1)}
         text = f"{what}: {s.SCardGetErrorMessage(hr)} (0x{hr & 0xFFFFFFFF:08X})"
+        if hr in self._service_errors:
+            self._lost(text)
+            return ReaderUnavailable(text)
         if hr in absent:
             return CardAbsent(text)
         if hr == s.SCARD_E_TIMEOUT:
             return TransportTimeout(text)
         return TransportError(text)
+
+    def _ensure(self) -> None:
+        """A live context and the chosen reader, re-established after pcscd or the reader went away."""
+        if self._ctx is not None:
+            return
+        s = self._s
+        hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+        if hr != s.SCARD_S_SUCCESS:
+            raise ReaderUnavailable(f"establish context: {s.SCardGetErrorMessage(hr)} (0x{hr & 0xFFFFFFFF:08X})")
+        self._ctx = ctx
+        try:
+            self.reader = self._choose(self._want)
+        except TransportError as e:
+            self._lost(str(e))
+            raise ReaderUnavailable(str(e)) from None
+        if not self.available:
+            log.info("PC/SC reader connected", extra={"reader": self.reader})
+        self.available = True
+
+    def _lost(self, why: str) -> None:
+        """Forget the context and the card handle (both die with pcscd)."""
+        if self.available:
+            log.warning("PC/SC reader unavailable", extra={"reader": self.reader, "error": why})
+        self.available = False
+        ctx, self._ctx, self._card, self._stale = self._ctx, None, None, False
+        if ctx is not None:
+            self._s.SCardReleaseContext(ctx)
 
     def _choose(self, reader: str | int) -> str:
         hr, names = self._s.SCardListReaders(self._ctx, [])
@@ -168,6 +221,7 @@ class PcscTransport:
         return matches[0]
 
     def _state(self, timeout: float, current: int) -> int:
+        self._ensure()
         ms = max(0, int(timeout * 1000))
         hr, states = self._s.SCardGetStatusChange(self._ctx, ms, [(self.reader, current)])
         if hr == self._s.SCARD_E_TIMEOUT:
@@ -177,13 +231,20 @@ class PcscTransport:
 
     def _wait(self, want_present: bool, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        state = self._state(0, self._s.SCARD_STATE_UNAWARE)
-        while bool(state & self._s.SCARD_STATE_PRESENT) != want_present:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        state: int | None = None  # not known yet: the first question does not block
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                state = self._state(0 if state is None else left,
+                                    self._s.SCARD_STATE_UNAWARE if state is None else state)
+            except ReaderUnavailable:   # pcscd or the reader is away: retry until the deadline
+                state = None
+                time.sleep(min(self.RECONNECT_EVERY_S, left))
+            else:
+                if bool(state & self._s.SCARD_STATE_PRESENT) == want_present:
+                    return True
+            if time.monotonic() >= deadline:
                 return False
-            state = self._state(left, state)  # blocks until pcscd reports a change
-        return True
 
     # ------------------------------------------------------------------ Transport
     def card_present(self) -> bool:
@@ -199,6 +260,7 @@ class PcscTransport:
         return not present
 
     def _connect(self) -> None:
+        self._ensure()
         s = self._s
         hr, card, protocol = s.SCardConnect(self._ctx, self.reader, s.SCARD_SHARE_SHARED, s.SCARD_PROTOCOL_T1)
         if hr == s.SCARD_E_PROTO_MISMATCH:  # reader/card without T=1 (contact T=0 cards)
@@ -258,3 +320,4 @@ class PcscTransport:
         if self._ctx is not None:
             self._s.SCardReleaseContext(self._ctx)
             self._ctx = None
+        self.available = False

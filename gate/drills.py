@@ -646,6 +646,178 @@ def _cmd_pg_restart(args) -> int:
     return 1 if f["problems"] else 0
 
 
+# --- reader drill -----------------------------------------------------------------------------------
+
+class _TrapChip:
+    """The simulated chip; when armed, its `armed_at`-th APDU after power-on signals `hit` and waits
+    for `release` before answering, so the drill can stop pcscd with the read in flight."""
+
+    def __init__(self, chip: Any):
+        self.chip, self.armed_at, self.n = chip, None, 0
+        self.hit, self.release = threading.Event(), threading.Event()
+
+    def arm(self, at: int) -> None:
+        self.armed_at = at
+        self.hit.clear()
+        self.release.clear()
+
+    def process(self, apdu: bytes) -> bytes | None:
+        self.n += 1
+        if self.armed_at is not None and self.n >= self.armed_at:
+            self.armed_at = None
+            self.hit.set()
+            self.release.wait(10)
+        return self.chip.process(apdu)
+
+    def reset(self) -> None:
+        self.n = 0
+        self.chip.reset()
+
+
+def _next_outcome(gate: Any, seen: int, timeout_s: float) -> tuple[str, tuple[str, ...]] | None:
+    """The (outcome, reasons) of the gate's next transaction after `seen`, or None in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(gate.history) > seen:
+            _, outcome, reasons, _ = gate.history[seen]
+            return outcome, reasons
+        time.sleep(0.02)
+    return None
+
+
+def reader_drill(pcscd: Any, directory: Path, *, cycles: int = 3, down_s: float = 1.0, seed: int = 0,
+                 out=sys.stdout) -> dict[str, Any]:
+    """pcscd stopped and restarted under a running PC/SC lane (`gate.station.Lane.pcsc`): each cycle
+    once while the lane waits for a card, once with a read in flight (at a random APDU). The read
+    in flight must be referred (document.read_failed:reader_unavailable) with the barrier closed and
+    the reason recorded; the lane thread must survive, reconnect when pcscd is back, and the next
+    traveller's transaction pass. `pcscd` is a running `PrivatePcscd`; it is left running."""
+    from cardreader.lds.mrz import parse_mrz
+    from cardreader.pki import TrustStore
+    from cardreader.sim.chip import SimulatedChip
+    from cardreader.sim.issuer import issue
+    from cardreader.sim.persona import load_persona
+    from cardreader.sim.vpcd import VirtualCard
+    from gate.barrier import SimulatedBarrier
+    from gate.config import Settings
+    from gate.station import Gate, Lane
+    rng = random.Random(seed)
+    doc = issue(load_persona("demo"))
+    TrustStore(directory / "trust").add_csca(doc.pki.csca_cert)
+    settings = Settings(data_dir=directory / "gate", integrator_api=False,
+                        reader={"kind": "pcsc", "name": pcscd.reader, "trust_store": directory / "trust",
+                                "document_camera": str(directory / "no-document-camera")})
+    lane = Lane.pcsc(settings)
+    printed = parse_mrz(doc.persona.mrz)
+    lane.scan = lambda: printed          # the document camera's OCR has its own drills and tests
+    store = open_store(directory)
+    barrier = SimulatedBarrier(auto_pass_after=0.01)
+    devices = Devices(scanner=lane, reader=lane, face=ScriptedFace(), identity=ClearIdentity(), audit=store,
+                      barrier=barrier, card_present=lane.card_present, same_card=lane.same_card)
+    gate = Gate(settings, devices=devices, lane=lane)
+    chip = _TrapChip(SimulatedChip(doc))
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = []
+    card: VirtualCard | None = None
+
+    def place() -> VirtualCard:
+        return VirtualCard(chip, port=pcscd.port).start()
+
+    def expect(phase: str, want: str, t_back: float | None = None, reason: str | None = None) -> None:
+        got = _next_outcome(gate, len(rows), 30.0)
+        row = {"phase": phase, "outcome": got and got[0], "reasons": list(got[1]) if got else None,
+               "reconnect_s": None if t_back is None or got is None else round(time.monotonic() - t_back, 2)}
+        rows.append(row)
+        if got is None:
+            problems.append(f"{phase}: no transaction within 30 s")
+        elif got[0] != want or (reason and reason not in got[1]):
+            problems.append(f"{phase}: {got[0]} {list(got[1])}, expected {want} {reason or ''}")
+        print(json.dumps(row), file=out, flush=True)
+
+    t0 = time.monotonic()
+    gate.start()
+    try:
+        for _ in range(cycles):
+            # pcscd restarted while the lane waits for a card; the next traveller must pass
+            time.sleep(0.3)
+            pcscd.stop()
+            time.sleep(down_s)
+            if gate.readiness()["checks"]["reader_present"]:
+                problems.append("readiness reported the reader present while pcscd was down")
+            pcscd.start()
+            t_back = time.monotonic()
+            card = place()
+            expect("restart while waiting, next traveller", "passed", t_back)
+            if not gate.readiness()["checks"]["reader_present"]:
+                problems.append("readiness did not report the reader back")
+            card.stop()
+            # pcscd stopped with a read in flight: referred; then the next traveller passes
+            time.sleep(0.3)
+            chip.arm(rng.randint(4, 12))
+            card = place()
+            if not chip.hit.wait(30):
+                problems.append("the armed APDU never came")
+            pcscd.stop()
+            chip.release.set()
+            expect("stopped during the read", "referred", reason="document.read_failed:reader_unavailable")
+            card.stop()
+            time.sleep(down_s)
+            pcscd.start()
+            t_back = time.monotonic()
+            card = place()
+            expect("after the restart, next traveller", "passed", t_back)
+            card.stop()
+    finally:
+        if card is not None:
+            card.stop()
+        chip.release.set()
+        if pcscd.proc is None:
+            pcscd.start()
+        alive = gate._thread is not None and gate._thread.is_alive()
+        gate.stop()
+        lane.transport.close()
+    opened = [e for _, e in barrier.history].count("open")
+    passed = sum(r["outcome"] == "passed" for r in rows)
+    referred = [r for r in rows if r["outcome"] == "referred"]
+    recorded = {r.transaction_id: r.reason_codes for r in store.search(limit=None)}
+    reasons_recorded = sum(any(c.startswith("document.read_failed:reader_unavailable") for c in codes)
+                           for codes in recorded.values())
+    chain = store.verify()
+    store.close()
+    if not alive:
+        problems.append("the lane thread died")
+    if opened != passed:
+        problems.append(f"barrier opened {opened} times for {passed} passed transactions")
+    if reasons_recorded != len(referred):
+        problems.append(f"{reasons_recorded} audit records say reader_unavailable for {len(referred)} referrals")
+    if barrier.state() is not BarrierState.CLOSED:
+        problems.append("barrier not closed at the end")
+    if not chain.ok:
+        problems.append(f"chain: {chain.problem}")
+    back = [r["reconnect_s"] for r in rows if r["reconnect_s"] is not None]
+    figures = {"cycles": cycles, "pcscd_restarts": 2 * cycles, "seconds": round(time.monotonic() - t0, 1),
+               "transactions": len(rows), "passed": passed, "referred_reader_unavailable": len(referred),
+               "audit_records_reader_unavailable": reasons_recorded, "barrier_opens": opened,
+               "first_pass_after_restart_s": {"max": max(back, default=None),
+                                              "median": sorted(back)[len(back) // 2] if back else None},
+               "lane_alive": alive, "chain_ok": chain.ok, "problems": problems}
+    print(json.dumps(figures), file=out, flush=True)
+    return figures
+
+
+def _cmd_reader(args) -> int:
+    from cardreader.sim.vpcd import PrivatePcscd
+    why = PrivatePcscd.unavailable()
+    if why:
+        print(f"reader drill not run: {why}")
+        return 2
+    print(f"Reader drill: pcscd restarted {2 * args.cycles} times under a PC/SC lane; {FACE_NOTE}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="egate-reader-") as tmp:
+        with PrivatePcscd(Path(tmp) / "pcscd") as daemon:
+            f = reader_drill(daemon, Path(tmp), cycles=args.cycles, down_s=args.down, seed=args.seed)
+    return 1 if f["problems"] else 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("drill", help="fault drills (SIGKILL, device and service faults)")
     sub = p.add_subparsers(dest="drill", metavar="DRILL", required=True)
@@ -663,6 +835,11 @@ def register(subparsers) -> None:
     ld.add_argument("--audit-url", help="audit store (PostgreSQL URL); default: SQLite in a temporary directory")
     ld.add_argument("--identity-url", help="identity service; default: the reference service on loopback")
     ld.set_defaults(func=_cmd_load)
+    rd = sub.add_parser("reader", help="stop and restart pcscd under a PC/SC lane (waiting and mid-read)")
+    rd.add_argument("--cycles", type=int, default=3, help="each cycle restarts pcscd twice")
+    rd.add_argument("--down", type=float, default=1.0, help="seconds pcscd stays down")
+    rd.add_argument("--seed", type=int, default=0)
+    rd.set_defaults(func=_cmd_reader)
     pr = sub.add_parser("pg-restart", help="restart PostgreSQL under a running gate")
     pr.add_argument("--audit-url", required=True)
     pr.add_argument("--restart-command", required=True, help="e.g. 'pg_ctl -D DATA -m fast -w restart'")

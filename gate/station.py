@@ -543,7 +543,7 @@ class Gate:
         except Exception:
             audit_ok = False
         face_ok = bool(getattr(self.face, "ready", True))
-        reader_ok = self.lane is not None
+        reader_ok = self.lane is not None and getattr(self.lane.transport, "available", True)   # PC/SC: reachable
         return {"ready": audit_ok and face_ok and reader_ok,
                 "checks": {"models_loaded": face_ok, "audit_store": audit_ok, "reader_present": reader_ok},
                 "face_models_error": getattr(self.face, "error", None)}

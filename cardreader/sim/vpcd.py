@@ -176,10 +176,12 @@ class PrivatePcscd:
     The daemon is stopped by its PID (`unshare` and `sh` exec into pcscd).
     Since pcsc-lite reads the socket name once, a process can use only one
     PrivatePcscd in its lifetime: a second one is refused rather than left
-    talking to the first daemon's reader.
+    talking to the first daemon's reader. The same one may be stopped and
+    started again (a pcscd restart, for the reader drill): same socket path,
+    same vpcd port, so a `VirtualCard` reconnects to it.
     """
 
-    _started_in_process = False
+    _socket_in_process: Path | None = None
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
@@ -187,6 +189,7 @@ class PrivatePcscd:
         self.reader = ""
         self.log = self.workdir / "pcscd.log"
         self.proc: subprocess.Popen | None = None
+        self.socket: Path | None = None   # where the first start put the daemon's socket
 
     @staticmethod
     def _namespace_possible() -> bool:
@@ -209,23 +212,30 @@ class PrivatePcscd:
     def start(self, timeout: float = 10.0) -> "PrivatePcscd":
         """Start in a private mount namespace; where that is refused (no CAP_SYS_ADMIN), on the
         system socket path if no other pcscd holds it."""
-        if PrivatePcscd._started_in_process:
+        if self.proc is not None:
+            raise RuntimeError("this pcscd is running")
+        first = PrivatePcscd._socket_in_process
+        if first is not None and first != self.socket:
             raise RuntimeError("this process already used a private pcscd: pcsc-lite keeps talking to the "
                                "first one, so share one PrivatePcscd per process")
         exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
         run = self.workdir / "run"
         run.mkdir(parents=True, exist_ok=True)
-        self.port = free_port_pair()
+        if self.socket is not None:   # a restart: the old socket file must not pass for the new daemon
+            self.socket.unlink(missing_ok=True)
+        self.port = self.port or free_port_pair()
         conf = self.workdir / "reader.conf"
         conf.write_text(f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{self.port:04X}\n'
                         f"LIBPATH {VPCD_DRIVER}\nCHANNELID 0x{self.port:04X}\n")
         deadline = time.monotonic() + timeout
-        if self._namespace_possible():
+        if self._namespace_possible() and self.socket in (None, run / "pcscd.comm"):
             Path("/run/pcscd").mkdir(parents=True, exist_ok=True)
             script = f"mount --bind {run} /run/pcscd && exec {exe} -f -a -c {conf}"
             if self._launch(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                             run / "pcscd.comm", deadline):
                 return self._await_reader(deadline)
+        if self.socket not in (None, SYSTEM_SOCKET):
+            raise RuntimeError(f"pcscd did not restart in its namespace: {self.log.read_text()[-2000:]}")
         if not self._system_socket_free():
             raise RuntimeError(f"pcscd could not start privately and {SYSTEM_SOCKET} is taken: "
                                f"{self.log.read_text()[-2000:]}")
@@ -248,7 +258,7 @@ class PrivatePcscd:
                 raise RuntimeError("pcscd did not create its socket in time")
             time.sleep(0.01)
         os.environ["PCSCLITE_CSOCK_NAME"] = str(socket_path)
-        PrivatePcscd._started_in_process = True
+        PrivatePcscd._socket_in_process = self.socket = socket_path
         return True
 
     def _await_reader(self, deadline: float) -> "PrivatePcscd":

@@ -75,8 +75,8 @@ def test_sigkill_drill_quick(tmp_path):
     figures = sigkill_drill(12, tmp_path, max_delay_s=0.5, seed=7, out=out)
     assert figures["problems"] == [], out.getvalue()
     assert figures["chain_ok"] and figures["committed_lost"] == 0 and figures["unrecorded_transactions"] == 0
-    assert figures["transactions_begun"] > 12            # kills landed inside running transactions
-    assert figures["records_by_type"].get("aborted", 0) >= 1
+    # kills landed inside running transactions (how many depends on the machine's load)
+    assert figures["transactions_begun"] >= figures["records_by_type"].get("aborted", 0) >= 1
     assert figures["barrier_final"] == "closed"
 
 
