@@ -1,11 +1,13 @@
 """The `Camera` seam: a source of timestamped BGR frames.
 
 Real twin: `OpenCVCamera(0)` (a webcam through OpenCV). Simulated twins:
-`OpenCVCamera("clip.mp4", loop=True)` (a bundled clip) and
-`ImageSequenceCamera` (still images, for tests and the demo).
+`OpenCVCamera("clip.mp4", loop=True)` (a bundled clip),
+`ImageSequenceCamera` (still images, for tests and the demo) and
+`RespondingCamera` (a recorded person who follows the kiosk's challenge prompts).
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -125,3 +127,116 @@ class OpenCVCamera:
             self._cap = None
 
 
+
+
+# A person filmed live by a webcam (pad-dev BalveerSinghYT: tight face crops of his recording). The
+# frames are chosen by the models' signals, not by the labels: his eyes are shut in 0022 (eye model
+# p(open) 0.00, open >= 0.99 in the others), so that blink is recorded; he never turns his head
+# (landmark yaw -1..+5 degrees), so the turns are made from frame 0007 by `head_turn`.
+PAD_DEV_PERSON = "BalveerSinghYT"
+PAD_DEV_CHIP = "0001"
+PAD_DEV_NEUTRAL = ("0002", "0004", "0007", "0011", "0016", "0017", "0018", "0019", "0020", "0024")
+PAD_DEV_BLINK = ("0022", "0022")     # one recorded frame, shown for two frame times (~130 ms)
+PAD_DEV_TURN_FROM = "0007"
+TURN_DEGREES = (12.0, 24.0, 24.0, 12.0)
+
+
+def head_turn(crop: np.ndarray, degrees: float) -> np.ndarray:
+    """A tight face crop re-rendered as if the head turned about its vertical axis by `degrees`
+    (positive: to the person's left, the nose moving to the image's right).
+
+    Depth proxy: an ellipsoid over the crop (centre 0.5w/0.45h, half-axes 0.42w and 0.5h, as deep as
+    half wide) plus a nose ridge 0.35 of that depth high; each pixel moves by its depth times
+    sin(angle), inverted on the output grid by three fixed-point steps. Parts at different depths
+    move differently (the nose more than the cheeks), so the landmarks the models find on the result
+    do not follow one homography, as a real turn's do not, and a 24 degree render reads as about
+    20 degrees of landmark yaw. It is a rendering, not a recording: the README says so."""
+    h, w = crop.shape[:2]
+    cx, cy, a, b = 0.5 * w, 0.45 * h, 0.42 * w, 0.5 * h
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    z = a * np.sqrt(np.clip(1 - ((xx - cx) / a) ** 2 - ((yy - cy) / b) ** 2, 0, 1))
+    ridge = np.clip((yy - 0.33 * h) / (0.3 * h), 0, 1) * (yy <= 0.66 * h)
+    z = (z + 0.35 * a * ridge * np.exp(-((xx - cx) ** 2) / (2 * (0.05 * w) ** 2))).astype(np.float32)
+    s, c = np.sin(np.radians(degrees)), np.cos(np.radians(degrees))
+    src = xx.copy()
+    for _ in range(3):
+        src = (cx + (xx - cx - cv2.remap(z, src, yy, cv2.INTER_LINEAR) * s) / c).astype(np.float32)
+    return cv2.remap(crop, src, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+class RespondingCamera:
+    """Simulated traveller who follows the kiosk's challenge prompts.
+
+    Plays a recorded person in a loop (`neutral`); when `respond(code)` hands it a prompt for which
+    it holds an answer clip (`answers`: guidance code -> frames), it plays that clip after a human
+    reaction time, then the loop again. A prompt it has no clip for is ignored, so a recording
+    without a blink cannot answer a blink. Frames are arrays or image paths."""
+
+    def __init__(self, neutral: Sequence[np.ndarray | str | Path],
+                 answers: dict[str, Sequence[np.ndarray | str | Path]] | None = None, fps: float = 15.0,
+                 reaction_s: float = 0.4, clock=time.monotonic, realtime: bool = False):
+        self._loop = ImageSequenceCamera(neutral, fps, loop=True, clock=clock)
+        self._answers = {k: ImageSequenceCamera(v, fps, loop=False, clock=clock) for k, v in (answers or {}).items()}
+        self._fps, self._reaction, self._clock, self._realtime = fps, reaction_s, clock, realtime
+        self._asked: str | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def pad_dev(cls, root: Path, drop: tuple[str, ...] = (), **kw) -> tuple[Path, "RespondingCamera"]:
+        """(chip photo path, camera) for the recorded person above; `root` is pad-dev's folder.
+        `drop` leaves answer clips out (a person who does not do what is asked)."""
+        d = root / "images" / PAD_DEV_PERSON
+
+        def paths(names):
+            return [d / f"{n}.png" for n in names]
+
+        def turned(sign):
+            img = cv2.imread(str(d / f"{PAD_DEV_TURN_FROM}.png"), cv2.IMREAD_COLOR)
+            if img is None:
+                raise CameraError(f"cannot read frame image {PAD_DEV_TURN_FROM}.png")
+            return [head_turn(img, sign * deg) for deg in TURN_DEGREES]
+
+        clips = {"challenge_blink": lambda: paths(PAD_DEV_BLINK),
+                 "challenge_turn_left": lambda: turned(1),
+                 "challenge_turn_right": lambda: turned(-1)}
+        return d / f"{PAD_DEV_CHIP}.png", cls(paths(PAD_DEV_NEUTRAL),
+                                              {k: f() for k, f in clips.items() if k not in drop}, **kw)
+
+    def respond(self, code: str) -> None:
+        """A kiosk prompt reaches the person."""
+        with self._lock:
+            if code in self._answers:
+                self._asked = code
+
+    def _next_clip(self) -> Iterator[np.ndarray] | None:
+        with self._lock:
+            code, self._asked = self._asked, None
+        if code is None:
+            return None
+        return (f.image for f in self._answers[code].frames())
+
+    def frames(self) -> Iterator[Frame]:
+        n, t0 = 0, self._clock()
+        loop = self._loop.frames()
+        delay = max(0, round(self._reaction * self._fps))
+        pending: Iterator[np.ndarray] | None = None
+        wait = 0
+        while True:
+            clip = self._next_clip()
+            if clip is not None:
+                pending, wait = clip, delay
+            img = None
+            if pending is not None and wait == 0:
+                img = next(pending, None)
+                if img is None:
+                    pending = None
+            wait = max(0, wait - 1)
+            if img is None:
+                img = next(loop).image
+            if self._realtime:
+                time.sleep(max(0.0, t0 + n / self._fps - self._clock()))
+            yield Frame(img, self._clock() if self._realtime else t0 + n / self._fps, n)
+            n += 1
+
+    def close(self) -> None:
+        self._loop.close()

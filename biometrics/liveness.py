@@ -12,8 +12,8 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
             of the first frame (`planar_residuals`), which a head with depth cannot do;
 * `challenge` a randomised blink or head-turn request (`Challenge`), verified within the window;
-* `identity` the same person throughout: each embedded frame against the window's first face (a
-            live accomplice cannot lend liveness to a photo of the holder, or the other way round).
+* `identity` the same person throughout: the embedded frames must not fall into two groups of
+            different people (a live accomplice cannot lend liveness to a photo of the holder).
 
 New cues are added as another field of `FrameCues` and another term in `LivenessEvidence.decide`.
 """
@@ -225,7 +225,7 @@ class FrameCues:
     border_sides: int | None = 0    # sides of a device/sheet edge around the face (None: not run)
     t: float | None = None          # seconds since the window started (for the challenge)
     yaw: float | None = None        # head yaw in degrees (for the turn challenge)
-    identity: float | None = None   # cosine to the window's first embedded face (None: not embedded)
+    identity: np.ndarray | None = None  # the frame's face embedding, where one was computed
 
 
 @dataclass
@@ -246,7 +246,7 @@ class LivenessPolicy:
     challenge: bool = False          # issue a random blink/turn request in the capture loop
     challenge_response_s: float = 4.0  # the answer must come this soon after the request
     turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
-    identity_min: float = 0.45       # a frame less alike the window's first face = another person
+    identity_min: float = 0.45       # cosine below which two frames show different people
 
 
 @dataclass
@@ -272,7 +272,7 @@ class LivenessEvidence:
         self._yaw_before: list[float] = []
         self.challenge_met = False
         self.prompted_at: float | None = None
-        self._identity: list[float] = []
+        self._identity: list[np.ndarray] = []
 
     def prompt(self, t: float) -> None:
         """The request was shown at `t`: answers count from here (not from the planned time, since
@@ -302,9 +302,31 @@ class LivenessEvidence:
             delta = cues.yaw - float(np.median(self._yaw_before))
             self.challenge_met = (delta if c.kind == "turn_left" else -delta) >= p.turn_deg
 
-    def add_identity(self, similarity: float) -> None:
+    def add_identity(self, embedding: np.ndarray) -> None:
         """An identity check of the last frame made after it was added (the challenge's answer)."""
-        self._identity.append(similarity)
+        self._identity.append(embedding)
+
+    def people(self) -> int:
+        """How many people the embedded frames show: groups of frames linked by cosine >= identity_min
+        that hold at least two frames each. One odd frame (motion blur, a cut-off face) is a group of
+        one and says nothing; a switch gives two groups as soon as the second person is checked
+        twice, however alike the frames within each group are."""
+        n = len(self._identity)
+        if n < 2:
+            return 1
+        e = np.stack(self._identity)
+        linked = (e @ e.T) >= self.policy.identity_min
+        group = list(range(n))
+
+        def root(i: int) -> int:
+            while group[i] != i:
+                i = group[i]
+            return i
+
+        for i, j in zip(*np.nonzero(np.triu(linked, 1))):
+            group[root(int(i))] = root(int(j))
+        sizes = np.bincount([root(i) for i in range(n)])
+        return max(1, int((sizes >= 2).sum()))
 
     def add(self, cues: FrameCues) -> None:
         self._add_challenge(cues)
@@ -349,15 +371,15 @@ class LivenessEvidence:
         borders = [c.border_sides >= p.border_sides for c in self.frames if c.border_sides is not None]
         border = float(np.mean(borders)) if borders else 0.0
         planar = float(np.median(self._planar)) if self._planar else 1.0
-        identity = min(self._identity) if self._identity else 1.0
+        people = self.people()
         cues = {"model": model, "moire": moire, "motion": motion, "blinks": float(self._blinks),
                 "border": border, "frames": float(n), "planar": planar,
-                "planar_pairs": float(len(self._planar)), "identity_min": identity,
+                "planar_pairs": float(len(self._planar)), "people": float(people),
                 "identity_checks": float(len(self._identity))}
         if self.challenge is not None:
             cues["challenge_met"] = float(self.challenge_met)
         reasons: list[str] = []
-        if identity < p.identity_min:
+        if people > 1:
             reasons.append("identity_switch")
         if models and model < p.model_threshold:
             reasons.append("pad_model_attack")

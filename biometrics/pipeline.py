@@ -224,6 +224,7 @@ class FaceVerifier:
 STAGES = ("detect", "align", "quality", "liveness", "embed", "compare")
 APPEARANCE_EVERY = 2    # single-image PAD models, moire and border on every 2nd face frame
 IDENTITY_EVERY = 5      # an embedding (identity check) at least every 5th face frame
+EMBED_SPOILERS = {"center_face", "move_closer", "hold_still", "too_dark", "too_bright", "low_contrast"}
 BEST_GAIN = 0.05        # a good frame is embedded for matching only if its quality beats the best so far
 
 
@@ -237,8 +238,10 @@ class Capture:
     median over the window), and the embedding on the first good frame, on a good frame clearly
     better than the best embedded so far, and as an identity check every IDENTITY_EVERY-th face
     frame, after the face box jumped or the face was lost, and on the frame that answers the
-    challenge. Each embedding is compared with the window's first one, so a feed that switches to
-    another person is refused ('identity_switch') whatever the chip photo says."""
+    challenge. A check unlike the window's first face is repeated on the next frame, and frames of
+    two different people refuse the window ('identity_switch', `LivenessEvidence.people`) whatever
+    the chip photo says. Only frames fit for recognition are checked: the face whole, lit, sharp,
+    big enough and within 35 degrees of frontal."""
 
     def __init__(self, v: FaceVerifier, ref: Reference, clock: Callable[[], float],
                  on_guidance: Callable[[Guidance], None] | None = None):
@@ -255,6 +258,7 @@ class Capture:
         self.best_embedded_q: float | None = None
         self.anchor: np.ndarray | None = None
         self.since_embed = 0
+        self.doubt = False
         self.prev_img: np.ndarray | None = None
         self.prev_face: Face | None = None
         self.reasons: list[str] = []
@@ -280,6 +284,12 @@ class Capture:
         (x, y, w, h), (px, py, pw, ph) = face.box, p.box
         moved = np.hypot(x + w / 2 - px - pw / 2, y + h / 2 - py - ph / 2) > 0.5 * max(pw, 1.0)
         return bool(moved or not 0.75 <= (w * h) / max(pw * ph, 1.0) <= 1.33)
+
+    @staticmethod
+    def _recognisable(q: QualityReport) -> bool:
+        m = q.measures
+        return (not set(q.failures) & EMBED_SPOILERS and abs(m.get("yaw", 0.0)) <= 35
+                and abs(m.get("pitch", 0.0)) <= 25)
 
     def step(self, image) -> bool:
         """Process one frame; True once the decision is settled (stop early)."""
@@ -323,25 +333,17 @@ class Capture:
         # the embedding: for matching (good frames that beat the best so far) and identity checks
         self.since_embed += 1
         for_match = q.ok and (self.best_embedded_q is None or q.score > self.best_embedded_q + BEST_GAIN)
-        for_identity = (face.inter_eye >= 0.5 * v.quality_thresholds.min_inter_eye
-                        and (self.since_embed >= IDENTITY_EVERY or self._jumped(face)))
+        for_identity = self._recognisable(q) and (self.since_embed >= IDENTITY_EVERY or self._jumped(face))
         emb = None
         if for_match or for_identity:
-            emb = v.recognizer.embed(aligned)
-            t = self._timed("embed", t)
-            self.since_embed = 0
-            if self.anchor is None:
-                self.anchor = emb
-            cues.identity = cosine(self.anchor, emb)
+            emb, t = self._embed(aligned, t)
+            cues.identity = emb
         if self.challenge is not None and not ev.challenge_met and now >= self.challenge.issue_at:
             ev.prompt(now)   # shown with this frame: answers count from the next one
         ev.add(cues)
         if ev.challenge_met and not met_before and emb is None:   # the answering face must be the same one
-            emb = v.recognizer.embed(aligned)
-            t = self._timed("embed", t)
-            ev.add_identity(cosine(self.anchor, emb) if self.anchor is not None else 1.0)
-            if self.anchor is None:
-                self.anchor = emb
+            emb, t = self._embed(aligned, t)
+            ev.add_identity(emb)
         self.prev_img, self.prev_face = img, face
         self._prompt(q, now)
         if self.best is None or q.score > self.best[0]:
@@ -359,10 +361,27 @@ class Capture:
         live = ev.decide()
         if live.verdict == "attack":
             return True
-        settled = live.verdict == "live" or not v.liveness_policy.enabled
         thr = v.threshold
-        return bool(settled and self.best_score is not None and (
+        settled = ((live.verdict == "live" or not v.liveness_policy.enabled) and self.best_score is not None and (
             self.best_score >= thr + EARLY_MARGIN or (self.ok_frames >= 8 and self.best_score < thr - EARLY_MARGIN)))
+        if settled and emb is None and self._recognisable(q):   # the last face before deciding is checked too
+            emb, t = self._embed(aligned, t)
+            ev.add_identity(emb)
+            return ev.decide().verdict == "attack" or not self.doubt
+        return settled and not self.doubt
+
+    def _embed(self, aligned: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        """Embed, and compare with the window's first face: one unlike it is confirmed (or dismissed)
+        on the next frame, and nothing is decided before."""
+        emb = self.v.recognizer.embed(aligned)
+        t = self._timed("embed", t)
+        self.since_embed = 0
+        if self.anchor is None:
+            self.anchor = emb
+        self.doubt = cosine(self.anchor, emb) < self.v.liveness_policy.identity_min
+        if self.doubt:
+            self.since_embed = IDENTITY_EVERY
+        return emb, t
 
     def _prompt(self, q: QualityReport, now: float) -> None:
         """Kiosk guidance: a due challenge first (one instruction at a time: its answer may itself
@@ -370,10 +389,10 @@ class Capture:
         c, ev = self.challenge, self.evidence
         if c is not None and not ev.challenge_met and ev.prompted_at is not None:
             self._guide(c.guidance_code)
-        elif q.failures:
-            self._guide(q.failures[0])
         elif c is not None and ev.challenge_met and self.last_guidance == c.guidance_code:
             self._guide("challenge_done")
+        elif q.failures:
+            self._guide(q.failures[0])
 
     def result(self, timed_out: bool) -> FaceResult:
         v, thr, best, reasons = self.v, self.v.threshold, self.best, list(self.reasons)

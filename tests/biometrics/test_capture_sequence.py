@@ -1,0 +1,127 @@
+"""The capture window as a sequence: the same person throughout (identity switch refused), the
+challenge answered by a recorded person who follows the prompts, and the same recording without the
+asked action timing out into a referral. Real models on real recorded frames (pad-dev)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from biometrics.camera import ImageSequenceCamera, RespondingCamera
+from biometrics.liveness import Challenge, FrameCues, LivenessEvidence, LivenessPolicy
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def test_one_odd_frame_is_not_a_second_person_but_two_checked_frames_are():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=512), rng.normal(size=512)
+    same = [_unit(a + 0.3 * rng.normal(size=512)) for _ in range(4)]
+    ev = LivenessEvidence(LivenessPolicy())
+    for e in same + [_unit(rng.normal(size=512))] + same[:1]:    # a blurred frame unlike anyone
+        ev.add(FrameCues(0.9, np.zeros((68, 2)), 0.9, 0.0, identity=e))
+    assert ev.people() == 1 and "identity_switch" not in ev.decide(final=True).reasons
+    for _ in range(2):                                            # then someone else, checked twice
+        ev.add(FrameCues(0.9, np.zeros((68, 2)), 0.9, 0.0, identity=_unit(b + 0.3 * rng.normal(size=512))))
+    d = ev.decide()
+    assert ev.people() == 2 and d.verdict == "attack" and d.reasons[0] == "identity_switch"
+
+
+class Ticks:
+    def __init__(self, step=0.05):
+        self.t, self.step = 0.0, step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def verifier(models_dir):
+    from biometrics.pipeline import FaceVerifier
+    return FaceVerifier.load(models_dir)
+
+
+@pytest.fixture(scope="module")
+def pad_dev(shared_dir):
+    root = shared_dir / "data" / "pad-dev"
+    if not (root / "labels.csv").is_file():
+        pytest.skip("pad-dev data not found")
+    return root
+
+
+def live_frames(root, person):
+    rows = [r for r in csv.DictReader((root / "labels.csv").open())
+            if f"/{person}/" in r["path"] and r["label"] == "live"]
+    return [cv2.imread(str(root / r["path"])) for r in rows]
+
+
+def _copy(v, **kw):
+    """The verifier with another liveness policy (sessions shared)."""
+    import copy
+    w = copy.copy(v)
+    w.liveness_policy = dataclasses.replace(v.liveness_policy, **kw)
+    return w
+
+
+@pytest.mark.models
+def test_a_feed_that_switches_to_another_person_is_refused_with_its_own_reason(verifier, pad_dev):
+    holder, other = live_frames(pad_dev, "BalveerSinghYT"), live_frames(pad_dev, "WOLF-huo")
+    v = _copy(verifier, challenge=False)
+    res = v.verify(ImageSequenceCamera(holder[1:5] + other, loop=False), v.reference(holder[0]),
+                   window_s=5, clock=Ticks())
+    assert res.liveness == "attack" and res.outcome == "no_match"
+    assert res.reasons[0] == "identity_switch", res.reasons
+    assert res.liveness_cues["people"] == 2
+
+
+@pytest.mark.models
+def test_the_same_person_turning_and_blinking_stays_one_person(verifier, pad_dev):
+    """The answering recording's every frame (its blink, its rendered turns) is one identity."""
+    from biometrics.camera import PAD_DEV_PERSON, PAD_DEV_TURN_FROM, head_turn
+    chip, cam = RespondingCamera.pad_dev(pad_dev)
+    frames = live_frames(pad_dev, PAD_DEV_PERSON)
+    turn_from = cv2.imread(str(pad_dev / "images" / PAD_DEV_PERSON / f"{PAD_DEV_TURN_FROM}.png"))
+    frames[3:3] = [head_turn(turn_from, d) for d in (12, 24, -12, -24)]
+    v = _copy(verifier, challenge=False)
+    res = v.verify(ImageSequenceCamera(frames, loop=True), v.reference(chip.read_bytes()), window_s=3,
+                   clock=Ticks())
+    assert "identity_switch" not in res.reasons and res.liveness_cues.get("people", 1) == 1
+
+
+def prompted(verifier, chip, cam, window_s):
+    """The capture loop with the challenge on; the kiosk's prompts reach the recorded person."""
+    v = _copy(verifier, challenge=True)
+    seen = []
+
+    def prompt(g):
+        seen.append(g.code)
+        cam.respond(g.code)
+
+    return v.verify(cam, v.reference(chip.read_bytes()), window_s=window_s, clock=Ticks(), on_guidance=prompt), seen
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kind", ["blink", "turn_left", "turn_right"])
+def test_a_recorded_person_answers_the_challenge_and_passes(verifier, pad_dev, monkeypatch, kind):
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kind, 0.8)))
+    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev), window_s=8)
+    assert f"challenge_{kind}" in seen and seen[-1] == "challenge_done", seen
+    assert res.liveness_cues["challenge_met"] == 1.0
+    assert res.outcome == "match" and res.liveness == "live", res.reasons
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kind", ["blink", "turn_left"])
+def test_without_the_asked_action_the_window_times_out_into_a_referral(verifier, pad_dev, monkeypatch, kind):
+    """The same recording, minus the clip that answers: the loop keeps playing, nothing answers."""
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kind, 0.8)))
+    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, drop=(f"challenge_{kind}",)), window_s=5)
+    assert f"challenge_{kind}" in seen
+    assert res.outcome == "failure_to_acquire" and res.liveness == "undetermined"
+    assert f"challenge_timeout:{kind}" in res.reasons and "timeout" in res.reasons
