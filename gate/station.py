@@ -58,7 +58,10 @@ class PreviewCamera:
         with self._lock:
             cam = self._camera
         for f in cam.frames():
-            self.latest = f.image
+            img = getattr(f, "image", None)   # a broken frame (None, empty, odd dtype) is not previewed
+            if isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim in (2, 3) and img.size \
+                    and (img.ndim == 2 or img.shape[2] in (1, 3, 4)):
+                self.latest = img
             yield f
 
     def close(self) -> None:
@@ -68,7 +71,10 @@ class PreviewCamera:
         img = self.latest
         if img is None:
             return None
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        try:
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        except cv2.error:
+            return None
         return buf.tobytes() if ok else None
 
 

@@ -160,3 +160,23 @@ def test_postgresql_restarted_under_a_running_gate(tmp_path):
         shutil.rmtree(root, ignore_errors=True)
     assert f["problems"] == [] and f["chain_ok"]
     assert f["passed"] > 0 and f["referred_audit_unavailable"] >= 1
+
+
+def test_the_kiosk_preview_survives_broken_camera_frames():
+    """Found by the camera drill: a camera yielding None crashed the gate's PreviewCamera (the face
+    step then failed with AttributeError), and an empty or 5-channel frame made preview_jpeg raise."""
+    import numpy as np
+
+    from biometrics.camera import Frame
+    from gate.drills import _Feed
+    from gate.station import PreviewCamera
+    good = np.full((48, 64, 3), 90, np.uint8)
+    broken = [None, Frame(None, 0.0), Frame(np.zeros((0, 0, 3), np.uint8), 0.0),
+              Frame(np.zeros((48, 64, 5), np.uint8), 0.0), Frame(b"\xff\xd8\xff", 0.0),
+              Frame(good.astype(np.float32), 0.0)]
+    preview = PreviewCamera(_Feed(lambda f: iter(broken), fps=1000.0, raw=True))
+    assert list(preview.frames()) == broken      # passed on untouched: the face pipeline skips them
+    assert preview.latest is None and preview.preview_jpeg() is None
+    preview.set_source(_Feed(lambda f: iter([good, *[fr.image if fr else None for fr in broken]]), fps=1000.0))
+    assert len(list(preview.frames())) == 7
+    assert preview.latest is good and preview.preview_jpeg()[:2] == b"\xff\xd8"
