@@ -7,13 +7,17 @@ point `verify()` names. Appends are serialised on a single chain-head row
 fleet of gates sharing one store never forks the chain.
 
 Personal data never lands in clear: document numbers and persons become keyed
-hashes (HMAC-SHA256) an auditor can still search by, and a face image is kept
-only when configured, AES-GCM encrypted. The chain covers *digests* of that
-personal payload, so the retention job can drop the payload and the chain
-still verifies.
+hashes (HMAC-SHA256) an auditor can still search by, and the face images (the
+live capture and the chip photo) are kept only when configured, in one AES-GCM
+envelope per record. The chain covers *digests* of that personal payload, so the
+retention job can drop the payload and the chain still verifies.
+
+The officer console's accounts and sessions live in this database too (their
+models and reasons: `gate.web.auth`); the Alembic migrations here create both.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import hmac
@@ -50,6 +54,11 @@ def utcnow() -> datetime:
 
 class AuditUnavailable(Exception):
     """The record could not be committed; the transaction must refer, never open."""
+
+
+class ChangeRefused(ValueError):
+    """A change recorded together with its audit record was refused (bad input, not a
+    storage failure): nothing was committed, and the caller sees this error as it is."""
 
 
 # ---------------------------------------------------------------- storage model
@@ -197,7 +206,8 @@ class AuditEvent(BaseModel):
     occurred_at: AwareDatetime | None = None
     document: DocumentQuery | None = None
     person: PersonQuery | None = None
-    face_image: bytes | None = Field(default=None, repr=False)
+    face_image: bytes | None = Field(default=None, repr=False)         # the live capture
+    chip_face_image: bytes | None = Field(default=None, repr=False)    # the chip photo (DG2)
 
 
 @dataclass(frozen=True)
@@ -323,9 +333,13 @@ class AuditStore:
     def _lock_head(self, s: Session) -> ChainHead:
         return s.execute(sa.select(ChainHead).where(ChainHead.id == 1).with_for_update()).scalar_one()
 
-    def append(self, ev: AuditEvent) -> AuditRecord:
+    def append(self, ev: AuditEvent, change: Callable[[Session], None] | None = None) -> AuditRecord:
         """Commit one record and return it; returns only once the database has
-        committed it durably. Any failure raises `AuditUnavailable`."""
+        committed it durably. Any failure raises `AuditUnavailable`.
+
+        `change`, when given, runs in the same database transaction (e.g. an officer
+        account changed by a supervisor), so the change and its record commit
+        together or not at all; a `ChangeRefused` it raises reaches the caller."""
         now = self.clock()
         doc_ref = self.keys.document_ref(ev.document.document_number) if ev.document else None
         person_ref = self.keys.person_ref(ev.person) if ev.person else None
@@ -334,21 +348,26 @@ class AuditStore:
                 if self.engine.dialect.name == "postgresql":   # durable even if the server default says otherwise
                     s.execute(sa.text("SET LOCAL synchronous_commit = on"))
                 head = self._lock_head(s)
+                if change is not None:
+                    change(s)
                 row = Row(seq=head.seq + 1, occurred_at=ev.occurred_at or now, recorded_at=now,
                           event_type=ev.event_type, gate_id=ev.gate_id, transaction_id=ev.transaction_id,
                           outcome=ev.outcome, reason_codes=canonical(ev.reason_codes),
                           checks=canonical(ev.checks), actor=ev.actor, document_ref=doc_ref,
                           person_ref=person_ref, personal_digest=personal_digest(doc_ref, person_ref),
                           prev_hash=head.hash)
-                if ev.face_image is not None and self.keep_face_images:
+                faces = {k: v for k, v in (("live", ev.face_image), ("chip", ev.chip_face_image)) if v}
+                if faces and self.keep_face_images:
                     nonce = os.urandom(12)
-                    row.face_image = nonce + self.keys.aead.encrypt(nonce, ev.face_image, self._aad(row.seq))
+                    row.face_image = nonce + self.keys.aead.encrypt(nonce, _pack_faces(faces), self._aad(row.seq))
                 row.face_digest = _sha256(row.face_image or b"")
                 row.hash = record_hash(row)
                 s.add(row)
                 head.seq, head.hash = row.seq, row.hash
                 s.flush()
                 record = AuditRecord.of(row)
+        except ChangeRefused:
+            raise
         except Exception as e:  # any storage failure: the caller must refer, not open
             log.error("audit append failed: %s", type(e).__name__)
             raise AuditUnavailable(f"audit record not committed: {type(e).__name__}") from e
@@ -358,14 +377,21 @@ class AuditStore:
     def _aad(seq: int) -> bytes:
         return f"egate-audit-face:{seq}".encode()
 
-    def face_image(self, record_id: int) -> bytes | None:
-        """The decrypted face image of a record, if one was kept and not purged."""
+    def face_image(self, record_id: int, which: str = "live") -> bytes | None:
+        """A record's decrypted face image, 'live' (the capture) or 'chip' (the DG2
+        photo), if one was kept and not purged."""
         with Session(self.engine) as s:
             row = s.get(Row, record_id)
             if row is None or row.face_image is None:
                 return None
             blob = row.face_image
-            return self.keys.aead.decrypt(blob[:12], blob[12:], self._aad(row.seq))
+            plain = self.keys.aead.decrypt(blob[:12], blob[12:], self._aad(row.seq))
+        return _unpack_faces(plain).get(which)
+
+    def get(self, record_id: int) -> AuditRecord | None:
+        with Session(self.engine) as s:
+            row = s.get(Row, record_id)
+            return None if row is None else AuditRecord.of(row)
 
     def verify(self) -> VerifyResult:
         """Walk the chain in sequence order; report the first broken link.
@@ -409,10 +435,10 @@ class AuditStore:
                outcome: str | None = None, reason: str | None = None, gate_id: str | None = None,
                document_number: str | None = None, officer: str | None = None,
                event_type: str | None = None, transaction_id: str | None = None,
-               limit: int | None = 1000) -> list[AuditRecord]:
-        """Records matching every given filter, oldest first. A document number
-        is searched by its keyed hash, so it never reaches the database clear."""
-        q = sa.select(Row).order_by(Row.seq)
+               limit: int | None = 1000, newest_first: bool = False) -> list[AuditRecord]:
+        """Records matching every given filter, oldest first (or newest first). A
+        document number is searched by its keyed hash, so it never reaches the database clear."""
+        q = sa.select(Row).order_by(Row.seq.desc() if newest_first else Row.seq)
         if since:
             q = q.where(Row.occurred_at >= since)
         if until:
@@ -454,6 +480,18 @@ class AuditStore:
                     "face_retention_days": self.face_retention / timedelta(days=1),
                     "retention_days": self.retention / timedelta(days=1)}))
         return PurgeResult(faces, refs, record)
+
+
+def _pack_faces(faces: dict[str, bytes]) -> bytes:
+    """The plaintext of a record's one encrypted face envelope: both images under one
+    chained digest, so they are verified, and purged, together."""
+    return canonical({k: base64.b64encode(v).decode() for k, v in faces.items()}).encode()
+
+
+def _unpack_faces(plain: bytes) -> dict[str, bytes]:
+    if not plain.startswith(b"{"):      # records written before the envelope: the live JPEG alone
+        return {"live": plain}
+    return {k: base64.b64decode(v) for k, v in json.loads(plain).items()}
 
 
 def export_jsonl(records: Iterable[AuditRecord], out: TextIO) -> int:

@@ -392,10 +392,12 @@ class Transaction:
     def _audit(self, kind: str, outcome: str, reasons: list[str], **checks: Any) -> None:
         rec = self.record
         person, document = self._queries if self._queries else (None, None)
+        faces = self.keep_face_images and kind != "passage"   # once per transaction, with its decision
         event = AuditEvent(event_type=kind, gate_id=self.gate_id, transaction_id=rec.id, outcome=outcome,
                            reason_codes=list(reasons), checks=checks, occurred_at=self.clock(),
                            person=person, document=document,
-                           face_image=rec.personal.live_face_jpeg if self.keep_face_images else None)
+                           face_image=rec.personal.live_face_jpeg if faces else None,
+                           chip_face_image=rec.personal.chip_face_jpeg if faces else None)
         self._step("audit", self.t.audit_s, self.d.audit.append, event)
 
     def _evidence(self, **changes: Any) -> Evidence:

@@ -6,6 +6,7 @@ under an advisory lock and only one of them applies each step.
 """
 from alembic import context
 
+import gate.web.auth  # noqa: F401  (the console's tables share the audit metadata)
 from gate.audit import Base
 
 AUDIT_MIGRATION_LOCK = 0x6567617465  # 'egate'

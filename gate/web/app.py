@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gate.station import Gate, OverrideError, persona_from, save_upload
 from gate.transaction import State
-from gate.web.auth import ROLES, Session, Sessions, UserError, UserStore
+from gate.audit import AuditEvent, AuditUnavailable
+from gate.web.auth import Session, Sessions, UserError, UserStore
 
 log = logging.getLogger("gate.web")
 STATIC = Path(__file__).parent / "static"
@@ -91,6 +92,14 @@ class DisableIn(Strict):
     disabled: bool
 
 
+class RoleIn(Strict):
+    role: Literal["officer", "supervisor", "auditor"]
+
+
+class PasswordIn(Strict):
+    password: str = Field(max_length=1024)
+
+
 class ReferralOut(BaseModel):
     id: str
     started_at: str
@@ -103,6 +112,19 @@ class ReferralOut(BaseModel):
     traveller: dict[str, str] = Field(default_factory=dict)
     has_chip_photo: bool = False
     has_live_photo: bool = False
+
+
+class PastReferralOut(BaseModel):
+    """A referral as the audit trail recorded it (no personal data but the face images,
+    kept only when `audit.keep_face_images` is on, fetched one by one)."""
+    record_id: int
+    transaction_id: str | None
+    occurred_at: str
+    gate_id: str
+    reasons: list[str]
+    has_face_image: bool
+    resolved: str | None = None
+    resolved_by: str | None = None
 
 
 class IdentityAnswerIn(Strict):
@@ -133,7 +155,7 @@ class BarrierOut(BaseModel):
 
 def create_app(gate: Gate, users: UserStore, sessions: Sessions | None = None) -> FastAPI:
     s = gate.settings
-    sessions = sessions or Sessions(idle_s=s.console.idle_timeout_s, absolute_s=s.console.absolute_timeout_s,
+    sessions = sessions or Sessions(users, idle_s=s.console.idle_timeout_s, absolute_s=s.console.absolute_timeout_s,
                                     max_failures=s.console.max_failures, lockout_base_s=s.console.lockout_base_s)
     app = FastAPI(title="e-gate", version="0.1.0",
                   description="Kiosk, officer console, integrator and operations API of one e-gate lane.")
@@ -384,6 +406,58 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
             raise HTTPException(404)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    def audit_store() -> Any:
+        if gate.audit is None or not hasattr(gate.audit, "search"):
+            raise HTTPException(503, "audit store unavailable")
+        return gate.audit
+
+    @r.get("/api/console/history", response_model=list[PastReferralOut], tags=["console"], responses={503: {}})
+    def history(limit: int = 50, _: Session = Depends(role("officer", "supervisor"))) -> list[PastReferralOut]:
+        """This lane's latest referrals as the audit trail recorded them (they outlive a
+        restart and the in-memory queue), newest first, with the officer's resolution."""
+        store = audit_store()
+        try:
+            refs = store.search(outcome="refer", gate_id=gate.settings.gate_id, newest_first=True,
+                                limit=min(max(limit, 1), 500))
+            overrides = {o.transaction_id: o for o in store.search(
+                event_type="override", gate_id=gate.settings.gate_id, since=refs[-1].occurred_at,
+                limit=None)} if refs else {}
+        except Exception as e:
+            raise HTTPException(503, f"audit search failed: {type(e).__name__}")
+        out = []
+        for x in refs:
+            o = overrides.get(x.transaction_id)
+            out.append(PastReferralOut(record_id=x.id, transaction_id=x.transaction_id, occurred_at=x.to_json()[
+                "occurred_at"], gate_id=x.gate_id, reasons=x.reason_codes, has_face_image=x.has_face_image,
+                resolved=o and o.outcome, resolved_by=o and o.actor))
+        return out
+
+    @r.get("/api/console/records/{record_id}/photo/{which}", tags=["console"],
+           responses={200: {"content": {"image/jpeg": {}}}, 403: {}, 404: {}, 503: {}})
+    def record_photo(record_id: int, which: Literal["chip", "live"],
+                     sess: Session = Depends(role("officer", "supervisor", "auditor"))) -> Response:
+        """A face image kept with an audit record (`audit.keep_face_images`): auditors see any,
+        officers and supervisors this lane's referrals. Each view is itself audited."""
+        store = audit_store()
+        try:
+            rec = store.get(record_id)
+            allowed = rec is not None and (sess.user.role == "auditor" or (
+                rec.outcome == "refer" and rec.gate_id == gate.settings.gate_id))
+            data = store.face_image(record_id, which) if allowed else None
+        except Exception as e:
+            raise HTTPException(503, f"audit store failed: {type(e).__name__}")
+        if rec is not None and not allowed:
+            raise HTTPException(403, "officers see the face images of this lane's referrals only")
+        if data is None:
+            raise HTTPException(404)
+        try:
+            store.append(AuditEvent(event_type="face_view", gate_id=gate.settings.gate_id, actor=sess.user.username,
+                                    transaction_id=rec.transaction_id, outcome=which,
+                                    checks={"record_id": record_id}))
+        except AuditUnavailable:
+            raise HTTPException(503, "audit store unavailable: the view could not be recorded")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
     @r.post("/api/console/referrals/{rid}/override", response_model=ReferralOut, tags=["console"])
     def override(rid: str, body: OverrideIn, sess: Session = Depends(role(*override_roles))) -> ReferralOut:
         try:
@@ -399,34 +473,56 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
     def list_users(_: Session = Depends(role("supervisor"))) -> list[UserOut]:
         return [UserOut(username=u.username, role=u.role, disabled=u.disabled) for u in users.list()]
 
-    @r.post("/api/console/users", response_model=UserOut, status_code=201, tags=["console"])
-    def add_user(body: UserIn, sess: Session = Depends(role("supervisor"))) -> UserOut:
-        try:
-            u = users.add(body.username, body.password, body.role)
-        except UserError as e:
-            raise HTTPException(400, str(e))
-        log.info("user added", extra={"user": sess.user.username, "role": body.role, "action": "user_add"})
-        return UserOut(username=u.username, role=u.role, disabled=False)
-
-    @r.post("/api/console/users/{username}/disabled", response_model=UserOut, tags=["console"])
-    def disable_user(username: str, body: DisableIn, sess: Session = Depends(role("supervisor"))) -> UserOut:
+    def manage(action: str, sess: Session, change: Any, username: str | None = None) -> Any:
+        """An account change by a supervisor: audited with the change itself, or not made."""
         if username == sess.user.username:
-            raise HTTPException(400, "you cannot disable your own account")
+            raise HTTPException(400, "you cannot change your own account here")
         try:
-            users.set_disabled(username, body.disabled)
+            result = change()
         except UserError as e:
-            raise HTTPException(404, str(e))
-        if body.disabled:
-            sessions.drop_user(username)
-        u = next(u for u in users.list() if u.username == username)
+            raise HTTPException(404 if str(e) == "no such user" else 400, str(e))
+        except AuditUnavailable:
+            raise HTTPException(503, "audit store unavailable: the account was not changed")
+        log.info("account changed", extra={"user": sess.user.username, "action": action})
+        return result
+
+    def user_out(username: str) -> UserOut:
+        u = users.get(username)
         return UserOut(username=u.username, role=u.role, disabled=u.disabled)
+
+    @r.post("/api/console/users", response_model=UserOut, status_code=201, tags=["console"],
+            responses={400: {}, 503: {}})
+    def add_user(body: UserIn, sess: Session = Depends(role("supervisor"))) -> UserOut:
+        manage("user_add", sess, lambda: users.add(body.username, body.password, body.role,
+                                                   actor=sess.user.username))
+        return user_out(body.username)
+
+    @r.post("/api/console/users/{username}/disabled", response_model=UserOut, tags=["console"],
+            responses={400: {}, 404: {}, 503: {}})
+    def disable_user(username: str, body: DisableIn, sess: Session = Depends(role("supervisor"))) -> UserOut:
+        """Disabling ends the account's sessions at every gate sharing the database."""
+        manage("user_disable", sess, lambda: users.set_disabled(username, body.disabled, actor=sess.user.username),
+               username)
+        return user_out(username)
+
+    @r.post("/api/console/users/{username}/role", response_model=UserOut, tags=["console"],
+            responses={400: {}, 404: {}, 503: {}})
+    def set_role(username: str, body: RoleIn, sess: Session = Depends(role("supervisor"))) -> UserOut:
+        manage("user_role", sess, lambda: users.set_role(username, body.role, actor=sess.user.username), username)
+        return user_out(username)
+
+    @r.post("/api/console/users/{username}/password", response_model=UserOut, tags=["console"],
+            responses={400: {}, 404: {}, 503: {}})
+    def set_password(username: str, body: PasswordIn, sess: Session = Depends(role("supervisor"))) -> UserOut:
+        """A supervisor sets a new password; the account's sessions end everywhere."""
+        manage("user_password", sess, lambda: users.set_password(username, body.password,
+                                                                 actor=sess.user.username), username)
+        return user_out(username)
 
     def audit_query(since: dt.datetime | None, until: dt.datetime | None, outcome: str | None,
                     reason: str | None, event_type: str | None, transaction_id: str | None,
                     document_number: str | None, limit: int) -> list[Any]:
-        store = gate.audit
-        if store is None or not hasattr(store, "search"):
-            raise HTTPException(503, "audit store unavailable")
+        store = audit_store()
         try:
             return store.search(since=since, until=until, outcome=outcome or None, reason=reason or None,
                                 event_type=event_type or None, transaction_id=transaction_id or None,

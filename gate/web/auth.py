@@ -1,44 +1,88 @@
-"""Officer accounts and console sessions.
+"""Officer accounts, console sessions and login throttling, kept in the database.
 
-Passwords are argon2id hashes (argon2-cffi). Sessions are server-side: the cookie
-holds only a random id, which is replaced at login (no fixation); each session
-has an idle and an absolute expiry and a synchroniser CSRF token that every
-state-changing request must echo in the `X-CSRF-Token` header. Repeated failed
-logins lock the account and the client address, with a lockout that doubles at
-each further failure.
+Where: in the audit store's database (tables `console_users`, `console_sessions`,
+`console_login_failures`; Alembic migration 0002 in gate/migrations), not in a
+console database of its own, because
+- a fleet of gates already shares one PostgreSQL audit store, so one account table
+  serves every gate: a supervisor who disables an officer at one gate disables them
+  at all gates, and a lockout earned at one gate holds at the others;
+- an account change commits in the same database transaction as its audit record
+  (`AuditStore.append(event, change)`), so no account change goes unaudited and no
+  audit record describes a change that did not happen.
+
+Passwords are argon2id hashes (argon2-cffi). The session cookie holds a random
+256-bit token; the database holds only its SHA-256, so whoever reads the database
+cannot ride a session. A new token is issued at login (no fixation); sessions
+expire after an idle and an absolute time, and a user's sessions end when their
+password changes or their account is disabled. A role change applies at the next
+request: the role is read from the account, not from the session. The CSRF token
+is an HMAC of the session token, which every state-changing request must echo in
+`X-CSRF-Token`; visitors who have not signed in get a token with no row, so
+strangers cannot fill the table. Failed logins lock the account and the client
+address, for a time that doubles with each further failure.
 """
 from __future__ import annotations
 
+import base64
+import getpass
+import hashlib
 import hmac
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.orm import Mapped, Session as DbSession, mapped_column
+
+from gate.audit import AuditEvent, AuditKeys, AuditStore, Base, ChangeRefused
 
 Role = Literal["officer", "supervisor", "auditor"]
 ROLES: tuple[str, ...] = ("officer", "supervisor", "auditor")
 MIN_PASSWORD = 12
-
-_meta = sa.MetaData()
-users_table = sa.Table(
-    "console_users", _meta,
-    sa.Column("username", sa.String(64), primary_key=True),
-    sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("password_hash", sa.String(256), nullable=False),
-    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
+FAILURES_FORGOTTEN_S = 24 * 3600      # failure counts untouched this long (and not locked) are dropped
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-class UserError(ValueError):
+# --- storage model ---------------------------------------------------------------------------------
+
+class Account(Base):
+    __tablename__ = "console_users"
+    username: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    disabled: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    password_changed_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class SessionRow(Base):
+    __tablename__ = "console_sessions"
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)   # SHA-256 of the cookie's token
+    username: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("console_users.username", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(sa.Float)
+    last_seen: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
+class LoginFailure(Base):
+    __tablename__ = "console_login_failures"
+    key: Mapped[str] = mapped_column(sa.String(96), primary_key=True)          # 'user:NAME' or 'addr:IP'
+    count: Mapped[int] = mapped_column(sa.Integer)
+    locked_until: Mapped[float] = mapped_column(sa.Float)
+    last_failure: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserError(ChangeRefused):
     pass
 
 
@@ -49,140 +93,206 @@ class User:
     disabled: bool = False
 
 
-class UserStore:
-    """Console accounts in a small SQLite (or any SQLAlchemy) database."""
+# --- accounts --------------------------------------------------------------------------------------
 
-    def __init__(self, database_url: str, hasher: PasswordHasher | None = None):
-        self.engine = sa.create_engine(database_url)
-        _meta.create_all(self.engine)
+class UserStore:
+    """Console accounts in the audit store's database; every change is audited
+    (event type `account`, the acting user as actor) in the change's own transaction."""
+
+    def __init__(self, audit: AuditStore, hasher: PasswordHasher | None = None, *, gate_id: str = "console"):
+        self.audit = audit
+        self.engine = audit.engine
+        self.gate_id = gate_id
         self.hasher = hasher or PasswordHasher()
         self._dummy = self.hasher.hash(secrets.token_hex(16))   # equal work for unknown users
 
     @classmethod
     def in_dir(cls, data_dir: Path, hasher: PasswordHasher | None = None) -> "UserStore":
+        """The accounts of a gate with the default (SQLite) audit store in `data_dir`."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{data_dir / 'console_users.db'}", hasher)
+        return cls(AuditStore(f"sqlite:///{data_dir / 'audit.db'}", AuditKeys.load_or_create(data_dir / "audit.key")),
+                   hasher)
 
-    def add(self, username: str, password: str, role: str) -> User:
+    @classmethod
+    def from_settings(cls, settings, hasher: PasswordHasher | None = None) -> "UserStore":
+        """The accounts in the configured audit store (the fleet's PostgreSQL, or SQLite)."""
+        return cls(AuditStore.from_settings(settings), hasher, gate_id=settings.gate_id)
+
+    def _change(self, actor: str, action: str, username: str, change: Callable[[DbSession], dict | None],
+                **details: str) -> None:
+        """Run `change` and append its audit record in one transaction; what `change`
+        returns (e.g. the role before) is added to the record."""
+        ev = AuditEvent(event_type="account", gate_id=self.gate_id, actor=actor, outcome=action,
+                        checks={"username": username, **details})
+
+        def run(s: DbSession) -> None:
+            ev.checks.update(change(s) or {})
+        self.audit.append(ev, run)
+
+    @staticmethod
+    def _account(s: DbSession, username: str) -> Account:
+        a = s.execute(sa.select(Account).where(Account.username == username).with_for_update()).scalar_one_or_none()
+        if a is None:
+            raise UserError("no such user")
+        return a
+
+    def _check_password(self, password: str) -> None:
+        if len(password) < MIN_PASSWORD:
+            raise UserError(f"password must have at least {MIN_PASSWORD} characters")
+
+    def add(self, username: str, password: str, role: str, *, actor: str = "system") -> User:
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}")
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", username):
             raise UserError("username: 1-64 letters, digits, '.', '_' or '-'")
-        if len(password) < MIN_PASSWORD:
-            raise UserError(f"password must have at least {MIN_PASSWORD} characters")
-        with self.engine.begin() as c:
-            if c.execute(sa.select(users_table.c.username).where(users_table.c.username == username)).first():
+        self._check_password(password)
+        hashed, now = self.hasher.hash(password), time.time()
+
+        def change(s: DbSession) -> None:
+            if s.get(Account, username) is not None:
                 raise UserError("user exists")
-            c.execute(users_table.insert().values(username=username, role=role, disabled=False,
-                                                  password_hash=self.hasher.hash(password),
-                                                  created_at=time.time()))
+            s.add(Account(username=username, role=role, password_hash=hashed, disabled=False,
+                          created_at=now, password_changed_at=now))
+        self._change(actor, "created", username, change, role=role)
         return User(username, role)
 
-    def set_password(self, username: str, password: str) -> None:
-        if len(password) < MIN_PASSWORD:
-            raise UserError(f"password must have at least {MIN_PASSWORD} characters")
-        with self.engine.begin() as c:
-            n = c.execute(users_table.update().where(users_table.c.username == username)
-                          .values(password_hash=self.hasher.hash(password))).rowcount
-        if not n:
-            raise UserError("no such user")
+    def set_password(self, username: str, password: str, *, actor: str = "system") -> None:
+        """A new password ends every session of the user, at every gate."""
+        self._check_password(password)
+        hashed = self.hasher.hash(password)
 
-    def set_disabled(self, username: str, disabled: bool) -> None:
-        with self.engine.begin() as c:
-            n = c.execute(users_table.update().where(users_table.c.username == username)
-                          .values(disabled=disabled)).rowcount
-        if not n:
-            raise UserError("no such user")
+        def change(s: DbSession) -> None:
+            a = self._account(s, username)
+            a.password_hash, a.password_changed_at = hashed, time.time()
+            s.execute(sa.delete(SessionRow).where(SessionRow.username == username))
+        self._change(actor, "password_set", username, change)
+
+    def set_disabled(self, username: str, disabled: bool, *, actor: str = "system") -> None:
+        """Disabling ends every session of the user, at every gate."""
+        def change(s: DbSession) -> None:
+            self._account(s, username).disabled = disabled
+            if disabled:
+                s.execute(sa.delete(SessionRow).where(SessionRow.username == username))
+        self._change(actor, "disabled" if disabled else "enabled", username, change)
+
+    def set_role(self, username: str, role: str, *, actor: str = "system") -> None:
+        if role not in ROLES:
+            raise UserError(f"role must be one of {', '.join(ROLES)}")
+        def change(s: DbSession) -> dict:
+            a = self._account(s, username)
+            before, a.role = a.role, role
+            return {"old_role": before}
+        self._change(actor, "role_changed", username, change, role=role)
+
+    def get(self, username: str) -> User | None:
+        with DbSession(self.engine) as s:
+            a = s.get(Account, username)
+            return None if a is None else User(a.username, a.role, a.disabled)
 
     def list(self) -> list[User]:
-        with self.engine.connect() as c:
-            rows = c.execute(sa.select(users_table).order_by(users_table.c.username)).all()
-        return [User(r.username, r.role, bool(r.disabled)) for r in rows]
+        with DbSession(self.engine) as s:
+            return [User(a.username, a.role, a.disabled)
+                    for a in s.execute(sa.select(Account).order_by(Account.username)).scalars()]
 
     def has_role(self, role: str) -> bool:
         return any(u.role == role and not u.disabled for u in self.list())
 
     def verify(self, username: str, password: str) -> User | None:
-        with self.engine.connect() as c:
-            r = c.execute(sa.select(users_table).where(users_table.c.username == username)).first()
+        with DbSession(self.engine) as s:
+            a = s.get(Account, username)
+            row = None if a is None else (a.password_hash, a.role, a.disabled)
         try:
-            if r is None:
+            if row is None:
                 self.hasher.verify(self._dummy, password + "x")
                 return None
-            self.hasher.verify(r.password_hash, password)
+            self.hasher.verify(row[0], password)
         except (VerificationError, InvalidHashError):
             return None
-        if r.disabled:
+        if row[2]:
             return None
-        if self.hasher.check_needs_rehash(r.password_hash):
-            self.set_password(username, password)
-        return User(r.username, r.role)
+        if self.hasher.check_needs_rehash(row[0]):   # same password, stronger parameters: sessions stay
+            with self.engine.execution_options(egate_write=True).begin() as c:
+                c.execute(sa.update(Account).where(Account.username == username)
+                          .values(password_hash=self.hasher.hash(password)))
+        return User(username, row[1])
 
+
+# --- sessions and lockout --------------------------------------------------------------------------
 
 @dataclass
 class Session:
-    id: str
+    id: str                 # the token in the cookie; the database has only its hash
     csrf: str
     created: float
     last_seen: float
     user: User | None = None
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    locked_until: float = 0.0
+def _csrf(token: str) -> str:
+    mac = hmac.new(token.encode(), b"egate console csrf", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 class Sessions:
-    """Server-side sessions plus login throttling."""
+    """Server-side sessions and login throttling in the accounts' database, so both
+    survive a restart and hold at every gate of a fleet. Times are wall-clock seconds."""
 
-    def __init__(self, *, idle_s: float, absolute_s: float, max_failures: int, lockout_base_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, users: UserStore, *, idle_s: float, absolute_s: float, max_failures: int,
+                 lockout_base_s: float, clock: Callable[[], float] = time.time, touch_s: float = 5.0):
+        self.users, self.engine = users, users.engine
+        self._write = users.engine.execution_options(egate_write=True)
         self.idle_s, self.absolute_s = idle_s, absolute_s
         self.max_failures, self.lockout_base_s = max_failures, lockout_base_s
         self.clock = clock
-        self._sessions: dict[str, Session] = {}
-        self._failures: dict[str, _Failures] = {}
-        self._lock = threading.Lock()
+        self.touch_s = touch_s      # last_seen is written at most this often (idle expiry errs early)
 
     def new(self) -> Session:
+        """A visitor who has not signed in: a fresh token and its CSRF token, no row."""
         now = self.clock()
-        s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
-        with self._lock:
-            self._sessions[s.id] = s
-        return s
+        token = secrets.token_urlsafe(32)
+        return Session(token, _csrf(token), now, now)
 
-    def get(self, sid: str | None) -> Session | None:
-        if not sid:
+    def get(self, token: str | None) -> Session | None:
+        """The session of a cookie: signed in (a live row), anonymous (no row), or None
+        (malformed, or a signed-in session that has just expired or whose account is disabled)."""
+        if not token or not _TOKEN.fullmatch(token):
             return None
-        now = self.clock()
-        with self._lock:
-            s = self._sessions.get(sid)
-            if s is None:
-                return None
-            if now - s.last_seen > self.idle_s or now - s.created > self.absolute_s:
-                del self._sessions[sid]
-                return None
-            s.last_seen = now
-            return s
+        now, h = self.clock(), token_hash(token)
+        with DbSession(self.engine) as s:
+            row = s.execute(sa.select(SessionRow, Account).join(Account, Account.username == SessionRow.username)
+                            .where(SessionRow.token_hash == h)).first()
+            found = None if row is None else (row[0].created_at, row[0].last_seen, row[1].username,
+                                              row[1].role, row[1].disabled)
+        if found is None:
+            return Session(token, _csrf(token), now, now)
+        created, last_seen, username, role, disabled = found
+        if disabled or now - last_seen > self.idle_s or now - created > self.absolute_s:
+            self.drop(token)
+            return None
+        if now - last_seen >= self.touch_s:
+            with self._write.begin() as c:
+                c.execute(sa.update(SessionRow).where(SessionRow.token_hash == h).values(last_seen=now))
+            last_seen = now
+        return Session(token, _csrf(token), created, last_seen, User(username, role))
 
-    def drop(self, sid: str) -> None:
-        with self._lock:
-            self._sessions.pop(sid, None)
+    def drop(self, token: str) -> None:
+        with self._write.begin() as c:
+            c.execute(sa.delete(SessionRow).where(SessionRow.token_hash == token_hash(token)))
 
     def login(self, old: Session | None, user: User) -> Session:
-        """A fresh id and CSRF token for the authenticated session (rotation)."""
-        if old is not None:
-            self.drop(old.id)
+        """A new token for the authenticated session (rotation); the old one, if it was
+        signed in, ends. Sessions past their expiry are swept here."""
+        now = self.clock()
         s = self.new()
         s.user = user
+        with self._write.begin() as c:
+            if old is not None:
+                c.execute(sa.delete(SessionRow).where(SessionRow.token_hash == token_hash(old.id)))
+            c.execute(sa.delete(SessionRow).where(sa.or_(SessionRow.last_seen < now - self.idle_s,
+                                                         SessionRow.created_at < now - self.absolute_s)))
+            c.execute(sa.insert(SessionRow).values(token_hash=token_hash(s.id), username=user.username,
+                                                   created_at=now, last_seen=now))
         return s
-
-    def drop_user(self, username: str) -> None:
-        with self._lock:
-            for sid in [k for k, s in self._sessions.items() if s.user and s.user.username == username]:
-                del self._sessions[sid]
 
     @staticmethod
     def csrf_ok(session: Session | None, token: str | None) -> bool:
@@ -191,28 +301,44 @@ class Sessions:
     # -- lockout --
     def locked_for(self, *keys: str) -> float:
         now = self.clock()
-        with self._lock:
-            return max((f.locked_until - now for k in keys if (f := self._failures.get(k))), default=0.0)
+        with self.engine.connect() as c:
+            until = c.execute(sa.select(sa.func.max(LoginFailure.locked_until))
+                              .where(LoginFailure.key.in_(keys))).scalar()
+        return max(0.0, (until or 0.0) - now)
 
     def failed(self, *keys: str) -> None:
+        """Count a failure against each key; at `max_failures` and beyond, lock it for
+        `lockout_base_s` doubled per further failure. Atomic across gates."""
         now = self.clock()
-        with self._lock:
+        with self._write.begin() as c:
+            c.execute(sa.delete(LoginFailure).where(LoginFailure.last_failure < now - FAILURES_FORGOTTEN_S,
+                                                    LoginFailure.locked_until < now))
             for k in keys:
-                f = self._failures.setdefault(k, _Failures())
-                f.count += 1
-                if f.count >= self.max_failures:
-                    f.locked_until = now + self.lockout_base_s * 2 ** (f.count - self.max_failures)
+                count = self._increment(c, k, now)
+                if count >= self.max_failures:
+                    c.execute(sa.update(LoginFailure).where(LoginFailure.key == k).values(
+                        locked_until=now + self.lockout_base_s * 2 ** min(count - self.max_failures, 20)))
+
+    def _increment(self, c: sa.Connection, key: str, now: float) -> int:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        q = insert(LoginFailure).values(key=key, count=1, locked_until=0.0, last_failure=now)
+        q = q.on_conflict_do_update(index_elements=[LoginFailure.key],
+                                    set_={"count": LoginFailure.count + 1, "last_failure": now})
+        c.execute(q)
+        return c.execute(sa.select(LoginFailure.count).where(LoginFailure.key == key)).scalar_one()
 
     def succeeded(self, *keys: str) -> None:
-        with self._lock:
-            for k in keys:
-                self._failures.pop(k, None)
+        with self._write.begin() as c:
+            c.execute(sa.delete(LoginFailure).where(LoginFailure.key.in_(keys)))
 
 
 # --- command line: `python -m gate users ...` ----------------------------------------------------
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("users", help="manage officer console accounts")
+    p = subparsers.add_parser("users", help="manage officer console accounts (audited as cli:<login name>)")
     us = p.add_subparsers(dest="users_command", required=True)
     add = us.add_parser("add", help="add an account (asks for the password)")
     add.add_argument("username")
@@ -220,21 +346,28 @@ def register(subparsers) -> None:
     add.set_defaults(func=_cmd_add)
     ls = us.add_parser("list", help="list accounts")
     ls.set_defaults(func=_cmd_list)
-    pw = us.add_parser("passwd", help="set an account's password")
+    pw = us.add_parser("passwd", help="set an account's password (ends its sessions)")
     pw.add_argument("username")
     pw.set_defaults(func=_cmd_passwd)
-    dis = us.add_parser("disable", help="disable an account")
+    dis = us.add_parser("disable", help="disable an account (ends its sessions)")
     dis.add_argument("username")
     dis.set_defaults(func=_cmd_disable)
+    role = us.add_parser("role", help="change an account's role")
+    role.add_argument("username")
+    role.add_argument("role", choices=ROLES)
+    role.set_defaults(func=_cmd_role)
 
 
 def _store() -> UserStore:
     from gate.config import Settings
-    return UserStore.in_dir(Settings().data_dir)
+    return UserStore.from_settings(Settings())
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"[:64]
 
 
 def _ask_password() -> str:
-    import getpass
     import sys
     if not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\n")
@@ -244,35 +377,41 @@ def _ask_password() -> str:
     return first
 
 
-def _cmd_add(args) -> int:
+def _run(action: Callable[[UserStore], None], done: str | None = None) -> int:
+    from gate.audit import AuditUnavailable
+    store = _store()
     try:
-        _store().add(args.username, _ask_password(), args.role)
-    except UserError as e:
+        action(store)
+    except (UserError, AuditUnavailable) as e:
         print(f"error: {e}")
         return 1
-    print(f"added {args.username} ({args.role})")
+    finally:
+        store.audit.close()
+    if done:
+        print(done)
     return 0
+
+
+def _cmd_add(args) -> int:
+    return _run(lambda s: s.add(args.username, _ask_password(), args.role, actor=_actor()),
+                f"added {args.username} ({args.role})")
 
 
 def _cmd_list(args) -> int:
-    for u in _store().list():
-        print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}")
-    return 0
+    def show(s: UserStore) -> None:
+        for u in s.list():
+            print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}")
+    return _run(show)
 
 
 def _cmd_passwd(args) -> int:
-    try:
-        _store().set_password(args.username, _ask_password())
-    except UserError as e:
-        print(f"error: {e}")
-        return 1
-    return 0
+    return _run(lambda s: s.set_password(args.username, _ask_password(), actor=_actor()))
 
 
 def _cmd_disable(args) -> int:
-    try:
-        _store().set_disabled(args.username, True)
-    except UserError as e:
-        print(f"error: {e}")
-        return 1
-    return 0
+    return _run(lambda s: s.set_disabled(args.username, True, actor=_actor()))
+
+
+def _cmd_role(args) -> int:
+    return _run(lambda s: s.set_role(args.username, args.role, actor=_actor()),
+                f"{args.username} is now {args.role}")

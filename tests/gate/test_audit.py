@@ -23,6 +23,7 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
 DOC = DocumentQuery(document_number="C01X00T47", issuing_state="UTO", document_type="ID")
 PERSON = PersonQuery(surname="Collins", given_names="Eileen Marie", date_of_birth=date(1956, 11, 19))
 FACE = b"\xff\xd8\xff\xe0JFIF-face-image-bytes-" + bytes(range(256))
+CHIP = b"\xff\xd8\xff\xe0JFIF-chip-photo-bytes-" + bytes(range(255, -1, -1))
 
 
 class Clock:
@@ -103,13 +104,14 @@ def test_schema_comes_from_alembic_and_upgrade_is_idempotent(store, database_url
     again = AuditStore(database_url, keys)       # runs `upgrade head` on an up-to-date store
     try:
         with again.engine.connect() as c:
-            assert c.execute(sa.text("SELECT version_num FROM audit_alembic_version")).scalar() == "0001"
+            assert c.execute(sa.text("SELECT version_num FROM audit_alembic_version")).scalar() == "0002"
         assert again.verify().ok and again.verify().records == 1
     finally:
         again.close()
 
 
 def test_migrations_match_the_models(store):
+    import gate.web.auth  # noqa: F401  (the console's accounts share the audit metadata)
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     with store.engine.connect() as c:
@@ -272,19 +274,51 @@ def test_nothing_personal_is_stored_in_clear(tmp_path, keys, clock):
         assert secret not in raw
 
 
-def test_face_image_is_encrypted_and_kept_only_when_configured(database_url, keys, clock):
+def test_face_images_are_encrypted_and_kept_only_when_configured(database_url, keys, clock):
     keep = AuditStore(database_url, keys, keep_face_images=True, clock=clock)
-    rec = keep.append(decision(face_image=FACE))
-    assert rec.has_face_image and keep.face_image(rec.id) == FACE
+    rec = keep.append(decision(face_image=FACE, chip_face_image=CHIP))
+    assert rec.has_face_image and keep.face_image(rec.id) == FACE and keep.face_image(rec.id, "chip") == CHIP
+    live_only = keep.append(decision(1, face_image=FACE))
+    assert keep.face_image(live_only.id, "chip") is None and keep.face_image(live_only.id) == FACE
     with keep.engine.connect() as c:
         blob = c.execute(sa.text("SELECT face_image FROM audit_records WHERE id = :i"), {"i": rec.id}).scalar()
-    assert FACE not in bytes(blob)
+    assert FACE[8:40] not in bytes(blob) and CHIP[8:40] not in bytes(blob)
+    with keep.engine.begin() as c:   # the envelope is bound to its record: moved to another, it does not open
+        c.execute(sa.text("UPDATE audit_records SET face_image = :b WHERE id = :i"), {"b": blob, "i": live_only.id})
+    with pytest.raises(Exception):
+        keep.face_image(live_only.id)
     keep.close()
     drop = AuditStore(database_url, keys, keep_face_images=False, clock=clock)
-    rec2 = drop.append(decision(1, face_image=FACE))
-    assert not rec2.has_face_image and drop.face_image(rec2.id) is None
-    assert drop.verify().ok
+    rec2 = drop.append(decision(2, face_image=FACE, chip_face_image=CHIP))
+    assert not rec2.has_face_image and drop.face_image(rec2.id) is None and drop.face_image(rec2.id, "chip") is None
     drop.close()
+
+
+def test_a_0001_store_upgrades_in_place(database_url, keys, clock, monkeypatch):
+    """A store made before the console's tables, holding a face image in the first
+    envelope format (the live JPEG alone), upgrades at start and keeps its chain."""
+    from alembic import command
+    from alembic.config import Config
+    engine = audit.make_engine(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(audit.MIGRATIONS))
+    with engine.connect().execution_options(egate_write=True) as conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    engine.dispose()
+    old = AuditStore(database_url, keys, keep_face_images=True, clock=clock, migrate=False)
+    monkeypatch.setattr(audit, "_pack_faces", lambda faces: faces["live"])
+    rec = old.append(decision(face_image=FACE))
+    monkeypatch.undo()
+    old.close()
+    new = AuditStore(database_url, keys, keep_face_images=True, clock=clock)
+    try:
+        assert new.face_image(rec.id) == FACE and new.face_image(rec.id, "chip") is None
+        assert new.verify().ok
+        with new.engine.connect() as c:
+            assert c.execute(sa.text("SELECT count(*) FROM console_users")).scalar() == 0
+    finally:
+        new.close()
 
 
 def test_event_repr_hides_personal_data():
@@ -305,12 +339,13 @@ def test_key_file_is_private_and_stable(tmp_path):
 # ---------------------------------------------------------------- retention
 
 def test_purge_drops_personal_payload_and_keeps_chain_verifiable(store, clock):
-    old = [store.append(decision(i, face_image=FACE)) for i in range(3)]
+    old = [store.append(decision(i, face_image=FACE, chip_face_image=CHIP)) for i in range(3)]
     clock.advance(days=2)
-    recent = store.append(decision(10, face_image=FACE))
+    recent = store.append(decision(10, face_image=FACE, chip_face_image=CHIP))
     first = store.purge()
     assert (first.faces, first.references) == (3, 0)
-    assert store.face_image(old[0].id) is None and store.face_image(recent.id) == FACE
+    assert store.face_image(old[0].id) is None and store.face_image(old[0].id, "chip") is None
+    assert store.face_image(recent.id) == FACE and store.face_image(recent.id, "chip") == CHIP
     assert store.verify().ok
     clock.advance(days=29)
     second = store.purge()

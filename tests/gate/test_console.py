@@ -1,6 +1,10 @@
 """Officer console: login (argon2, rotation, CSRF, lockout, expiry), roles, the
-referral queue with photos, audited overrides, accounts, audit search/export, dashboard."""
+referral queue with photos, audited overrides, accounts, audit search/export, dashboard.
+Accounts, sessions and lockouts live in the audit store's database: every test that
+uses `env` runs on SQLite and on PostgreSQL, and a restart keeps them."""
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 from argon2 import PasswordHasher
@@ -8,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_transaction import Answer, Audit, Face, FakeFace, Identity, Reader, Scanner
 
-from gate.audit import AuditStore
+from gate.audit import AuditKeys, AuditStore
 from gate.barrier import SimulatedBarrier
 from gate.config import Settings
 from gate.station import Gate
@@ -28,21 +32,30 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def env(tmp_path):
-    settings = Settings(data_dir=tmp_path, integrator_api=False, transaction={"passage_s": 0.5})
-    audit = AuditStore.from_settings(settings)
+def console(tmp_path, database_url, clock, keep_face_images=False):
+    """A gate with fake devices and its console, over the audit store at `database_url`
+    (calling it again on the same database is a restart)."""
+    settings = Settings(data_dir=tmp_path, integrator_api=False, transaction={"passage_s": 0.5},
+                        audit={"database_url": database_url, "keep_face_images": keep_face_images})
+    audit = AuditStore(database_url, AuditKeys.load_or_create(tmp_path / "audit.key"),
+                       keep_face_images=keep_face_images)
     devices = Devices(scanner=Scanner(), reader=Reader(), face=Face(FakeFace(
         outcome="no_match", score=0.1, best_frame=np.full((40, 30, 3), 128, np.uint8))),
         identity=Identity(Answer("clear")), audit=audit, barrier=SimulatedBarrier(auto_pass_after=0.01))
     gate = Gate(settings, devices=devices)
-    users = UserStore.in_dir(tmp_path, FAST)
+    users = UserStore(audit, FAST)
+    sessions = Sessions(users, idle_s=60, absolute_s=600, max_failures=3, lockout_base_s=30, clock=clock)
+    return gate, audit, users, create_app(gate, users, sessions)
+
+
+@pytest.fixture
+def env(tmp_path, database_url):
+    clock = Clock()
+    gate, audit, users, app = console(tmp_path, database_url, clock)
     for name, role in (("olga", "officer"), ("sam", "supervisor"), ("ada", "auditor")):
         users.add(name, PW, role)
-    clock = Clock()
-    sessions = Sessions(idle_s=60, absolute_s=600, max_failures=3, lockout_base_s=30, clock=clock)
-    app = create_app(gate, users, sessions)
-    return gate, audit, users, clock, app
+    yield gate, audit, users, clock, app
+    audit.close()
 
 
 def client(app) -> TestClient:
@@ -261,3 +274,139 @@ def test_console_page_is_self_contained(env):
     assert "http://" not in page and "https://" not in page
     assert c.get("/static/console.js").status_code == 200
     assert c.get("/static/../app.py").status_code == 404
+
+
+# --- accounts, sessions and lockouts in the database ---------------------------------------------
+
+def test_sessions_and_lockouts_survive_a_restart(tmp_path, database_url):
+    clock = Clock()
+    gate, audit, users, app = console(tmp_path, database_url, clock)
+    users.add("olga", PW, "officer")
+    users.add("ada", PW, "auditor")
+    c = client(app)
+    assert login(c, "olga").status_code == 200
+    cookie = c.cookies[COOKIE]
+    for _ in range(3):
+        login(client(app), "ada", "not her password")
+    audit.close()
+
+    _, audit2, users2, app2 = console(tmp_path, database_url, clock)   # the restarted gate
+    try:
+        again = client(app2)
+        again.cookies.set(COOKIE, cookie)
+        assert again.get("/api/console/referrals").status_code == 200
+        assert again.get("/api/console/session").json()["username"] == "olga"
+        assert login(client(app2), "ada").status_code == 429          # still locked out
+        with audit2.engine.connect() as db:
+            stored = [h for (h,) in db.exec_driver_sql("SELECT token_hash FROM console_sessions")]
+        assert stored == [hashlib.sha256(cookie.encode()).hexdigest()]   # only the token's hash
+        clock.t += 61                                                  # idle expiry holds across restarts
+        assert again.get("/api/console/referrals").status_code == 401
+        assert login(client(app2), "ada").status_code == 200           # the lockout has passed
+    finally:
+        audit2.close()
+
+
+def test_a_fleet_shares_accounts_sessions_and_lockouts(tmp_path, database_url):
+    """Two gates on one database: what a supervisor does at one holds at the other at once."""
+    clock = Clock()
+    _, audit_a, users, app_a = console(tmp_path, database_url, clock)
+    _, audit_b, _, app_b = console(tmp_path, database_url, clock)
+    try:
+        for name, role in (("olga", "officer"), ("omar", "officer"), ("sam", "supervisor")):
+            users.add(name, PW, role)
+        sup, olga_b, omar_b = client(app_a), client(app_b), client(app_b)
+        login(sup, "sam")
+        assert login(olga_b, "olga").status_code == 200 and login(omar_b, "omar").status_code == 200
+        # a role change applies at the next request, at the other gate too
+        assert sup.post("/api/console/users/olga/role", json={"role": "auditor"}, headers=token(sup)).status_code == 200
+        assert olga_b.get("/api/console/referrals").status_code == 403
+        assert olga_b.get("/api/console/audit").status_code == 200
+        # disabled at gate A: the session at gate B ends, and so do logins there
+        assert sup.post("/api/console/users/olga/disabled", json={"disabled": True},
+                        headers=token(sup)).json()["disabled"] is True
+        assert olga_b.get("/api/console/audit").status_code == 401
+        assert login(client(app_b), "olga").status_code == 401
+        # a new password ends every session of the account; the new password works
+        assert sup.post("/api/console/users/omar/password", json={"password": "short"},
+                        headers=token(sup)).status_code == 400
+        r = sup.post("/api/console/users/omar/password", json={"password": "a brand new secret"}, headers=token(sup))
+        assert r.status_code == 200
+        assert omar_b.get("/api/console/referrals").status_code == 401
+        assert login(client(app_b), "omar").status_code == 401
+        assert login(client(app_b), "omar", "a brand new secret").status_code == 200
+        # failures at gate A lock the account at gate B
+        for _ in range(3):
+            login(client(app_a), "omar", "wrong wrong wrong")
+        assert login(client(app_b), "omar", "a brand new secret").status_code == 429
+    finally:
+        audit_a.close()
+        audit_b.close()
+
+
+def test_account_management_is_audited_with_who_did_what_to_whom(env):
+    _, audit, users, _, app = env
+    sup = client(app)
+    login(sup, "sam")
+    assert sup.post("/api/console/users", json={"username": "nina", "password": PW, "role": "officer"},
+                    headers=token(sup)).status_code == 201
+    sup.post("/api/console/users/nina/role", json={"role": "supervisor"}, headers=token(sup))
+    sup.post("/api/console/users/nina/password", json={"password": "another long one"}, headers=token(sup))
+    sup.post("/api/console/users/nina/disabled", json={"disabled": True}, headers=token(sup))
+    sup.post("/api/console/users/nina/disabled", json={"disabled": False}, headers=token(sup))
+    nina = [(r.actor, r.outcome, {k: v for k, v in r.checks.items() if k != "username"})
+            for r in audit.search(event_type="account") if r.checks["username"] == "nina"]
+    assert nina == [("sam", "created", {"role": "officer"}),
+                    ("sam", "role_changed", {"role": "supervisor", "old_role": "officer"}),
+                    ("sam", "password_set", {}), ("sam", "disabled", {}), ("sam", "enabled", {})]
+    assert all("another long one" not in str(r.checks) and PW not in str(r.checks)
+               for r in audit.search(event_type="account"))
+    assert audit.verify().ok
+    # a supervisor does not demote, disable or reset themselves here (a fleet keeps its supervisor)
+    for path, body in (("role", {"role": "officer"}), ("disabled", {"disabled": True}), ("password", {"password": PW})):
+        assert sup.post(f"/api/console/users/sam/{path}", json=body, headers=token(sup)).status_code == 400
+    assert sup.post("/api/console/users/nobody/role", json={"role": "officer"}, headers=token(sup)).status_code == 404
+    assert users.get("sam").role == "supervisor"
+
+
+def test_an_account_change_the_audit_cannot_record_is_not_made(env, monkeypatch):
+    _, audit, users, _, app = env
+    sup = client(app)
+    login(sup, "sam")
+    import gate.audit as audit_module
+
+    def broken(row):
+        raise OSError("disk full")
+    monkeypatch.setattr(audit_module, "record_hash", broken)
+    r = sup.post("/api/console/users/olga/role", json={"role": "supervisor"}, headers=token(sup))
+    assert r.status_code == 503
+    r = sup.post("/api/console/users", json={"username": "nina", "password": PW, "role": "officer"},
+                 headers=token(sup))
+    assert r.status_code == 503
+    monkeypatch.undo()
+    assert users.get("olga").role == "officer" and users.get("nina") is None
+
+
+def test_users_cli_changes_are_audited(tmp_path, monkeypatch, capsys):
+    import argparse
+    import io
+
+    from gate.web import auth
+    monkeypatch.setenv("EGATE_DATA_DIR", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    auth.register(parser.add_subparsers(dest="command"))
+
+    def run(*argv, stdin=""):
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        args = parser.parse_args(["users", *argv])
+        return args.func(args)
+    assert run("add", "chief", "--role", "supervisor", stdin="a long enough secret\n") == 0
+    assert run("role", "chief", "auditor") == 0
+    assert run("disable", "chief") == 0
+    assert run("role", "ghost", "auditor") == 1
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}", AuditKeys.load_or_create(tmp_path / "audit.key"))
+    try:
+        assert [(r.outcome, r.actor.startswith("cli:")) for r in store.search(event_type="account")] == [
+            ("created", True), ("role_changed", True), ("disabled", True)]
+    finally:
+        store.close()

@@ -8,10 +8,15 @@ referred.
 The matching traveller is a recorded live capture (pad-dev, a person filmed by a
 webcam): the card's chip photo is the first frame, the camera plays the rest as
 recorded, so face matching *and* liveness pass for real. The demo persona with
-its NASA portrait on the camera is a photo of a photo, which liveness rejects."""
+its NASA portrait on the camera is a photo of a photo, which liveness rejects.
+
+Without the models (a scripted face step, the real simulated lane and audit store):
+the traveller who lifts the card during the face capture or before the decision,
+and what `audit.keep_face_images` keeps, or keeps nowhere."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import time
 
 import cv2
@@ -20,9 +25,6 @@ import pytest
 from gate.barrier import BarrierState
 from gate.config import Settings
 from gate.station import Gate, MovingImageCamera
-
-pytestmark = pytest.mark.models
-
 
 @pytest.fixture(scope="module")
 def lane(models_dir, tmp_path_factory):
@@ -77,6 +79,7 @@ def recorded(frames):
     return ImageSequenceCamera(frames, realtime=True)
 
 
+@pytest.mark.models
 def test_matching_traveller_passes_and_the_barrier_opens(lane, card, live_person):
     gate = lane
     before = len(gate.devices.barrier.history)
@@ -94,6 +97,7 @@ def test_matching_traveller_passes_and_the_barrier_opens(lane, card, live_person
     assert rec.personal.chip_face_jpeg is None      # dropped at the end
 
 
+@pytest.mark.models
 def test_impostor_is_referred_and_the_barrier_stays_closed(lane, card, shared_dir):
     gate = lane
     before = len(gate.devices.barrier.history)
@@ -107,6 +111,7 @@ def test_impostor_is_referred_and_the_barrier_stays_closed(lane, card, shared_di
     assert rec.personal.chip_face_jpeg is not None   # kept for the officer's referral view
 
 
+@pytest.mark.models
 def test_identity_answer_is_consulted(lane, card, live_person):
     gate = lane
     doc = gate.lane.issued[card].persona.document_number
@@ -119,6 +124,7 @@ def test_identity_answer_is_consulted(lane, card, live_person):
     assert rec.evidence.face.outcome == "match"
 
 
+@pytest.mark.models
 @pytest.mark.parametrize("motion", [False, True], ids=["still", "moved"])
 def test_demo_portrait_held_to_the_camera_is_an_attack(lane, demo_dir, motion):
     """The demo persona's card with its NASA portrait in front of the camera (held
@@ -131,3 +137,150 @@ def test_demo_portrait_held_to_the_camera_is_an_attack(lane, demo_dir, motion):
     rec = transact(gate, demo_card, camera)
     assert rec.outcome == "referred" and "face.liveness_attack" in rec.reasons
     assert rec.evidence.face.score >= rec.evidence.face.threshold   # it is her face, but not her
+
+
+# --- the real simulated lane with a scripted face step (no models) -----------------------------------
+
+class ScriptedFace:
+    """Answers `outcome` (a live match by default) with `frame` as the best frame, after
+    `during()`: what the traveller does while the camera looks at them."""
+
+    def __init__(self, frame, during=None, outcome="match"):
+        self.frame, self.during, self.outcome = frame, during, outcome
+
+    def reference(self, image):
+        return "reference"
+
+    def verify(self, reference, window_s, on_guidance):
+        from test_transaction import FakeFace
+        if self.during:
+            self.during()
+        return FakeFace(outcome=self.outcome, score=0.8 if self.outcome == "match" else 0.2, best_frame=self.frame)
+
+
+class ScriptedIdentity:
+    def __init__(self, during=None):
+        self.during = during
+
+    def check(self, person, document):
+        from gate.identity import IdentityAnswer
+        if self.during:
+            self.during()
+        return IdentityAnswer(outcome="clear")
+
+
+def simulated_gate(tmp_path, demo_dir, *, face_during=None, identity_during=None, face_outcome="match",
+                   **settings):
+    """A Gate on the real simulated lane (PACE, secure messaging, passive authentication
+    through SimulatedTransport), the SQLite audit store in `tmp_path`, a simulated barrier;
+    the camera's best frame is the demo portrait. Returns (gate, card id, kiosk states)."""
+    from cardreader.sim.persona import load_persona
+    from gate.audit import AuditStore
+    from gate.barrier import SimulatedBarrier
+    from gate.station import SimulatedLane
+    from gate.transaction import Devices
+    s = Settings(data_dir=tmp_path, integrator_api=False, models_dir=tmp_path / "no-models",
+                 transaction={"passage_s": 1.0, "card_wait_s": 0.05}, kiosk={"speech": False}, **settings)
+    lane = SimulatedLane(s)
+    card = lane.issue(load_persona("demo"))
+    frame = cv2.imread(str(demo_dir / "eileen_collins_nasa.png"))
+    devices = Devices(scanner=lane, reader=lane, face=ScriptedFace(frame, face_during, face_outcome),
+                      identity=ScriptedIdentity(identity_during), audit=AuditStore.from_settings(s),
+                      barrier=SimulatedBarrier(auto_pass_after=0.05), card_present=lane.card_present,
+                      same_card=lane.same_card)
+    gate = Gate(s, devices=devices, lane=lane)
+    states = []
+    publish = gate.bus.publish
+    gate.bus.publish = lambda m: (states.append(m["state"]), publish(m))
+    return gate, card, states
+
+
+def wait_for(condition, timeout=30.0):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("when", ["face_capture", "identity_check"])
+def test_card_lifted_before_the_decision_refers_and_the_kiosk_waits_again(tmp_path, demo_dir, when):
+    """The traveller lifts the card during the face capture, or while the identity service
+    is asked (after the capture, before the decision): the barrier never opens, the record
+    says card.removed, and the kiosk goes back to waiting for the next card."""
+    lift = {"face_during" if when == "face_capture" else "identity_during": lambda: gate.lane.remove()}
+    gate, card, states = simulated_gate(tmp_path, demo_dir, **lift)
+    gate.start()
+    try:
+        gate.lane.insert(card)
+        wait_for(lambda: len(gate.history) == 1 and states[-1:] == ["waiting"])
+        rec = gate.recent[-1]
+        assert rec["outcome"] == "referred" and rec["reasons"] == ["card.removed"]
+        assert rec["document"]["pa_verdict"] == "valid"      # the chip was really read first
+        assert gate.devices.barrier.history == []
+        assert gate.devices.barrier.state() is BarrierState.CLOSED
+        audited = gate.audit.search(transaction_id=rec["id"])
+        assert [(r.event_type, r.outcome, r.reason_codes) for r in audited] == [
+            ("referral", "refer", ["card.removed"])]
+        assert states.index("face_capture") < states.index("referred") < len(states) - 1
+        assert ("identity_checked" in states) == (when == "identity_check")
+        assert gate.bus.last["state"] == "waiting"
+        assert gate.audit.verify().ok
+    finally:
+        gate.stop()
+
+
+def _pieces(jpeg: bytes) -> list[bytes]:
+    """Three 48-byte pieces from inside the entropy-coded data of a JPEG."""
+    n = len(jpeg)
+    return [jpeg[i:i + 48] for i in (n // 4, n // 2, 3 * n // 4)]
+
+
+def _persisted(root, pieces) -> list[str]:
+    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+            and any(x in p.read_bytes() for x in pieces)]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["not_kept", "kept"])
+def test_face_images_are_persisted_only_as_configured(tmp_path, demo_dir, keep):
+    """keep_face_images off: no face image lands in the database or anywhere in the data
+    directory. On: the record keeps the live capture and the chip photo, encrypted (never
+    found in the files in clear), and the officer console shows both for a past referral."""
+    from fastapi.testclient import TestClient
+    from test_console import FAST, PW, login
+
+    from gate.web.app import create_app
+    from gate.web.auth import UserStore
+    gate, card, _ = simulated_gate(tmp_path, demo_dir, face_outcome="no_match", audit={"keep_face_images": keep})
+    gate.lane.insert(card)
+    rec = gate.run_transaction()
+    gate.lane.remove()
+    assert rec.outcome == "referred" and "face.no_match" in rec.reasons
+    chip, live = rec.personal.chip_face_jpeg, rec.personal.live_face_jpeg
+    assert chip[:2] == live[:2] == b"\xff\xd8" and len(chip) > 2000 and len(live) > 2000
+    users = UserStore(gate.audit, FAST)
+    users.add("olga", PW, "officer")
+    c = TestClient(create_app(gate, users), base_url="http://testserver")
+    login(c, "olga")
+    csrf = c.get("/api/console/session").json()["csrf"]
+    assert c.post(f"/api/console/referrals/{rec.id}/override", json={"action": "deny", "reason": "escorted"},
+                  headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert rec.personal.chip_face_jpeg is None                   # resolved: gone from memory
+    [past] = c.get("/api/console/history").json()
+    assert past["transaction_id"] == rec.id and past["resolved"] == "deny" and past["resolved_by"] == "olga"
+    stored = _persisted(tmp_path, _pieces(chip) + _pieces(live))   # database, its WAL, journal, everything
+    assert stored == []                                          # in clear nowhere, kept or not
+    with gate.audit.engine.connect() as db:
+        blobs = [b for (b,) in db.exec_driver_sql("SELECT face_image FROM audit_records") if b is not None]
+    photo = f"/api/console/records/{past['record_id']}/photo"
+    if not keep:
+        assert blobs == [] and past["has_face_image"] is False
+        assert c.get(f"{photo}/chip").status_code == 404
+        return
+    assert len(blobs) == 1 and past["has_face_image"] is True
+    assert c.get(f"{photo}/chip").content == chip and c.get(f"{photo}/live").content == live
+    views = gate.audit.search(event_type="face_view")
+    assert [(v.actor, v.outcome, v.transaction_id) for v in views] == [("olga", "chip", rec.id),
+                                                                       ("olga", "live", rec.id)]
+    gate.audit.clock = lambda: rec.started_at + dt.timedelta(days=2)
+    assert gate.audit.purge().faces == 1                         # the retention job drops both
+    assert c.get(f"{photo}/chip").status_code == 404 and c.get(f"{photo}/live").status_code == 404
