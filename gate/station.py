@@ -620,7 +620,7 @@ def _cmd_run(args) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
     setup_logging()
-    users = UserStore.in_dir(settings.data_dir)
+    users = UserStore.from_settings(settings)   # in the audit store: a fleet shares its accounts
     password = demo_account(settings, users)
     if settings.profile == "production" and not users.has_role("supervisor"):
         print("No supervisor account: create one with `python -m gate users add NAME --role supervisor`")
