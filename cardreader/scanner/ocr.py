@@ -273,8 +273,20 @@ def _crop_line(gray: np.ndarray, ln: _Line, flip: bool, target_h: int = 44) -> n
     ow, oh = int((w + 2 * pad_x) * scale), int((h + 2 * pad_y) * scale)
     m[0, 2] += ow / 2 - cx
     m[1, 2] += oh / 2 - cy
-    crop = cv2.warpAffine(gray, m, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    crop = _flatten(cv2.warpAffine(gray, m, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
     return cv2.rotate(crop, cv2.ROTATE_180) if flip else crop
+
+
+def _flatten(crop: np.ndarray) -> np.ndarray:
+    """Divide out the paper (uneven light, glare) and whiten what is much lighter than the
+    print: the faint security background that runs through the zone makes the engine see
+    letters in filler runs and spoils the glyph comparison."""
+    paper = cv2.morphologyEx(crop, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (17, 17)))
+    ratio = crop.astype(np.float32) / np.maximum(paper.astype(np.float32), 1.0)
+    ink = float(np.percentile(ratio, 3))
+    if ink > 0.85:  # no print in the crop
+        return crop
+    return (np.clip((ratio - ink) / (0.7 * (1.0 - ink)), 0.0, 1.0) * 255).astype(np.uint8)
 
 
 # --- recognition ----------------------------------------------------------------------------
@@ -399,15 +411,15 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
         cells[i] = (s[0], s[1], c)
         runs.discard(i)
         anchor_c, anchor_i = c, i
-    known = [(i, cell[2]) for i, cell in enumerate(cells) if cell]
-    centres = np.interp(np.arange(width), [k for k, _ in known], [c for _, c in known])
-    if known[-1][0] < width - 1:  # extrapolate beyond the last symbol with the local pitch
-        tail = np.arange(known[-1][0] + 1, width)
-        centres[tail] = known[-1][1] + (tail - known[-1][0]) * lp
+    centres, pitches, fitted = _grid_from_extent(symbols, ink, top, bottom, width, pitch)
+    if not fitted:
+        centres, pitches, fitted = _cell_centres(cells, runs, width, pitch, lp)
+    if fitted:  # place the engine's symbols again, now that every cell's position is known
+        cells, runs = _place(symbols, centres, pitches)
     text, conf, scores = [], [], []
     for i, cell in enumerate(cells):
         cx = float(centres[i])
-        sc = _glyph_scores(ink, cx, top, bottom, pitch)
+        sc = _glyph_scores(ink, cx, top, bottom, float(pitches[i]))
         best = int(sc.argmax())
         if cell is None:  # the engine skipped it: the glyph if clear, a filler between fillers
             before = next((c for c in reversed(cells[:i]) if c), None)
@@ -432,9 +444,96 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
     after = [0.0] * width
     for i in range(1, width):
         if text[i] == "<" and text[i - 1] not in "<?":
-            cx = float(centres[i - 1]) + lp
-            after[i] = float(_glyph_scores(ink, cx, top, bottom, pitch)[_ALPHABET.index("<")])
+            cx = float(centres[i - 1]) + float(pitches[i - 1])
+            after[i] = float(_glyph_scores(ink, cx, top, bottom, float(pitches[i - 1]))[_ALPHABET.index("<")])
     return LineReading("".join(text), tuple(conf), tuple(scores), tuple(after))
+
+
+def _cell_centres(cells: list, runs: set[int], width: int, pitch: float, lp: float
+                  ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Each cell's centre and pitch along the line. The engine's symbol boxes are rough (a
+    fifth of a pitch off is common, which spoils the glyph comparison), and perspective
+    makes the pitch drift smoothly: so a quadratic in the cell number is fitted to the
+    centres of the symbols the engine placed, dropping outliers, and used for every cell
+    (the third value says whether it could be)."""
+    known = [(i, cell[2]) for i, cell in enumerate(cells) if cell]
+    placed = np.array([(i, c) for i, c in known if i not in runs], np.float64)
+    idx = np.arange(width, dtype=np.float64)
+    if len(placed) >= 8 and np.ptp(placed[:, 0]) >= width / 3:
+        keep = np.ones(len(placed), bool)
+        for _ in range(3):
+            coef = np.polyfit(placed[keep, 0], placed[keep, 1], 2)
+            resid = np.abs(np.polyval(coef, placed[:, 0]) - placed[:, 1])
+            new = resid < 0.3 * pitch
+            if new.sum() < 8 or (new == keep).all():
+                break
+            keep = new
+        slope = np.polyval(np.polyder(coef), idx)
+        if (slope > 0.7 * pitch).all() and (slope < 1.4 * pitch).all():
+            return np.polyval(coef, idx), slope, True
+    centres = np.interp(idx, [k for k, _ in known], [c for _, c in known])
+    if known[-1][0] < width - 1:  # extrapolate beyond the last symbol with the local pitch
+        tail = np.arange(known[-1][0] + 1, width)
+        centres[tail] = known[-1][1] + (tail - known[-1][0]) * lp
+    return centres, np.full(width, pitch), False
+
+
+def _grid_from_extent(symbols: list[tuple[str, float, float, float]], ink: np.ndarray, top: float, bottom: float,
+                      width: int, pitch: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The cell grid from where the print starts and ends: an MRZ line fills all its cells,
+    so the first symbol's centre and the last inked column span the line. The engine's
+    symbols are then matched to their nearest cells and a quadratic (perspective) refitted,
+    twice, so a symbol the engine added or dropped shifts no other cell."""
+    band = ink[max(0, int(top)):int(bottom) + 1]
+    if band.size == 0:
+        return np.zeros(width), np.zeros(width), False
+    cols = np.flatnonzero(band.max(axis=0) > 0.5 * band.max())
+    first = (symbols[0][2] + symbols[0][3]) / 2
+    if len(cols) == 0 or cols[-1] <= first:
+        return np.zeros(width), np.zeros(width), False
+    p = (cols[-1] - first) / (width - 0.5)
+    if abs(p - pitch) > 0.12 * pitch:  # something inked beyond the line's end, or a cut line
+        return np.zeros(width), np.zeros(width), False
+    idx = np.arange(width, dtype=np.float64)
+    coef = np.array([0.0, p, first])
+    centres = [(s[2] + s[3]) / 2 for s in symbols if not (s[0] == "<" and s[3] - s[2] > 1.5 * p)]
+    for _ in range(3):
+        grid = np.polyval(coef, idx)
+        pts = []
+        for c in centres:
+            i = int(np.argmin(np.abs(grid - c)))
+            if abs(grid[i] - c) < 0.3 * p:
+                pts.append((i, c))
+        pts = np.array(pts, np.float64)
+        if len(pts) < min(8, width - 1) or np.ptp(pts[:, 0]) < width / 2:
+            return np.zeros(width), np.zeros(width), False
+        coef = np.polyfit(pts[:, 0], pts[:, 1], 2)
+    slope = np.polyval(np.polyder(coef), idx)
+    if not ((slope > 0.8 * p).all() and (slope < 1.25 * p).all()):
+        return np.zeros(width), np.zeros(width), False
+    return np.polyval(coef, idx), slope, True
+
+
+def _place(symbols: list[tuple[str, float, float, float]], centres: np.ndarray, pitches: np.ndarray
+           ) -> tuple[list[tuple[str, float, float] | None], set[int]]:
+    """Each symbol into the cell whose centre is nearest (within 0.4 pitch, else it is a
+    spurious box); a box spanning several cells is a run of fillers; of two symbols
+    competing for one cell (a split glyph) the surer one stays."""
+    cells: list[tuple[str, float, float] | None] = [None] * len(centres)
+    runs: set[int] = set()
+    for ch, cf, x0, x1 in symbols:
+        c = (x0 + x1) / 2
+        if ch == "<" and x1 - x0 > 1.5 * float(np.median(pitches)):
+            for i in np.flatnonzero((centres > x0) & (centres < x1)):
+                if cells[i] is None:
+                    cells[i] = ("<", cf, float(centres[i]))
+                    runs.add(int(i))
+            continue
+        i = int(np.argmin(np.abs(centres - c)))
+        if abs(centres[i] - c) < 0.4 * pitches[i] and (cells[i] is None or i in runs or cf > cells[i][1]):
+            cells[i] = (ch, cf, c)
+            runs.discard(i)
+    return cells, runs
 
 
 _GLYPH_MARGIN = 0.06
@@ -546,7 +645,8 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
     such *twins* must be told apart by the glyph, or the reading is refused. Names, codes
     and sex carry no check digit at all: every letter there must be sure, and so must a
     filler next to a letter (a name shifted or cut by one cell reads as a valid MRZ); a
-    filler after a letter may also be sure one pitch right of that letter. In checked
+    filler after a letter may also be sure one pitch right of that letter; a character there
+    the engine read otherwise (a digit forced to a letter) needs a clear glyph. In checked
     fields a letter or digit whose glyph barely fits was cut from the wrong cell, and two
     unsure ones under one check digit can cancel out, so at most one is allowed per check.
     (Fillers in long runs fit their interpolated cells loosely; they only have to beat
@@ -558,6 +658,10 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
             fit = float(sc[_ALPHABET.index(ch)])
             conf = reading.confidences[ci] if reading.text[ci] == ch else fit
             if name in _UNCHECKED:
+                if reading.text[ci] != ch:  # the engine read another character: the glyph alone
+                    rival = max(float(sc[_ALPHABET.index(t)]) for t in _LETTERS if t != ch)  # decides
+                    if fit < _GLYPH_SURE or fit - rival < _GLYPH_MARGIN:
+                        return True
                 if ch == "<" and ci > 0 and line[ci - 1] != "<" and names[ci - 1] == name:
                     if reading.text[ci] == ch and reading.filler_after_letter:
                         conf = max(conf, reading.filler_after_letter[ci])
@@ -699,8 +803,8 @@ def find_cans(gray: np.ndarray, *, max_candidates: int = 24) -> list[CanReading]
 
 def _read_can(img: np.ndarray, blob: _Line, flip: bool, orientation: int) -> CanReading | None:
     crop = _crop_line(img, blob, flip)
-    symbols = engine().read_line(crop)
-    if len(symbols) != CAN_DIGITS or not all(s[0].isdigit() for s in symbols):
+    symbols = engine().read_line(crop)  # a digit too many or too few is settled by the cells
+    if not CAN_DIGITS - 1 <= len(symbols) <= CAN_DIGITS + 2 or not all(s[0].isdigit() for s in symbols):
         return None
     pitch = _pitch(symbols)
     if pitch is None:
