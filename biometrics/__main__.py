@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import (FTA_SCORE, draw_det, pad_rates, progress, read_csv, sha256_file,
+from .calibrate import (FTA_SCORE, draw_det, progress, read_csv, sha256_file,
                         threshold_at_fmr, verification_report, write_calibration)
 from .image import ImageError, decode_image
 from .models import DEFAULT_CALIBRATION, ModelError, default_models_dir
@@ -55,7 +55,7 @@ class ImageScorer:
         return s, ("match" if s >= self.v.threshold else "no_match"), ";".join(x for x in (ra, rb) if x)
 
     def live(self, rel: str) -> tuple[float, str, str]:
-        """Single-image PAD score (`PadModels`) on the upstream crops of the image as given."""
+        """Single-image PAD score (`PadModels.score`: PadNet + artefact cues, calibrated fusion)."""
         try:
             img = self._read(rel)
         except ImageError as e:
@@ -162,67 +162,6 @@ def cmd_calibrate(args) -> None:
     print(f"threshold {thr:.4f} at FMR {args.far:g} written to {args.calibration}; DET curve {det}")
 
 
-def pad_scores(v: FaceVerifier, root: Path, rows: list[dict]) -> tuple[np.ndarray, list[str]]:
-    sc = ImageScorer(v, root)
-    return np.array([sc.live(r["path"])[0] for r in progress(rows, len(rows), "pad")]), [
-        r["path"].split("/")[1] if r["path"].count("/") >= 2 else "" for r in rows]
-
-
-def pad_report(scores: np.ndarray, labels: np.ndarray, groups: list[str], thr: float) -> list[str]:
-    lines = []
-    for g in [None] + sorted(set(groups)):
-        m = np.ones(len(scores), bool) if g is None else np.array([x == g for x in groups])
-        ap, bp = pad_rates(scores[m & labels], scores[m & ~labels], thr)
-        lines.append(f"  {g or 'all':<22} APCER {100 * ap:6.2f}%  BPCER {100 * bp:6.2f}%  "
-                     f"(attacks {int((m & ~labels).sum())}, bona fide {int((m & labels).sum())})")
-    return lines
-
-
-def pad_threshold(live: np.ndarray, attack: np.ndarray, bpcer: float) -> float:
-    """The highest threshold (lowest APCER) whose BPCER stays within the target."""
-    scores = np.concatenate([live, attack])
-    ok = [t for t in np.unique(scores[np.isfinite(scores)]) if pad_rates(live, attack, t)[1] <= bpcer]
-    return float(max(ok)) if ok else 0.5
-
-
-def leave_one_group_out(scores: np.ndarray, labels: np.ndarray, groups: list[str], bpcer: float):
-    """Threshold chosen without each person, applied to that person: (APCER, BPCER) pooled."""
-    g = np.array(groups)
-    acc_att, acc_live = [], []
-    for person in sorted(set(groups)):
-        tr, te = g != person, g == person
-        t = pad_threshold(scores[tr & labels], scores[tr & ~labels], bpcer)
-        acc_att += list(scores[te & ~labels] >= t)
-        acc_live += list(scores[te & labels] < t)
-    return float(np.mean(acc_att)), float(np.mean(acc_live))
-
-
-def cmd_calibrate_pad(args) -> None:
-    v = _verifier(args)
-    rows = read_csv(args.images)
-    labels = np.array([r["label"] == "live" for r in rows])
-    scores, groups = pad_scores(v, args.root, rows)
-    live, att = scores[labels], scores[~labels]
-    thr = pad_threshold(live, att, args.bpcer)
-    ap, bp = pad_rates(live, att, thr)
-    lo_ap, lo_bp = leave_one_group_out(scores, labels, groups, args.bpcer)
-    print(f"single-image PAD, threshold {thr:.4f} (BPCER target {args.bpcer:g}):")
-    print("\n".join(pad_report(scores, labels, groups, thr)))
-    print(f"  leave-one-person-out (threshold set without the person): APCER {100 * lo_ap:.2f}%  "
-          f"BPCER {100 * lo_bp:.2f}%")
-    write_calibration(args.calibration, "liveness", {
-        "model_threshold": round(thr, 6), "bpcer_target": args.bpcer,
-        "apcer": round(ap, 5), "bpcer": round(bp, 5),
-        "leave_one_person_out": {"apcer": round(lo_ap, 5), "bpcer": round(lo_bp, 5)},
-        "dataset": {"labels": str(args.images), "sha256": sha256_file(args.images),
-                    "bona_fide": int(labels.sum()), "attacks": int((~labels).sum())},
-        "method": ("mean of MiniFASNet V2 (2.7x) + V1SE (4.0x) p(live) [BGR 0..255] and Faceplugin "
-                   "fr_liveness 1 - p(class 0) [RGB 0..255, squared box 2.7x]; crops of the image as "
-                   "given, no padding (pad-dev images are tight face crops)"),
-        "note": "single-image operating point; the capture loop adds motion, blink and moire cues"})
-    print(f"written to {args.calibration}")
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m biometrics", description=__doc__.splitlines()[0])
     p.add_argument("--models-dir", type=Path, default=None,
@@ -251,15 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--det", type=Path, default=None, help="DET curve PNG (default beside the calibration)")
     s.set_defaults(func=cmd_calibrate)
 
-    s = sub.add_parser("calibrate-pad", help="set the liveness operating point from labelled images")
-    s.add_argument("--images", type=Path, required=True)
-    s.add_argument("--root", type=Path, required=True)
-    s.add_argument("--bpcer", type=float, default=0.05)
-    s.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION)
-    s.set_defaults(func=cmd_calibrate_pad)
-
-    from . import bench
+    from . import bench, pad_train
     bench.add_commands(sub)
+    pad_train.add_commands(sub, bench.SHARED)
 
     args = p.parse_args(argv)
     args.func(args)

@@ -107,6 +107,15 @@ def pad_rates(live: np.ndarray, attack: np.ndarray, thr: float) -> tuple[float, 
     return float(np.mean(attack >= thr)), float(np.mean(live < thr))
 
 
+def pad_threshold(live: np.ndarray, attack: np.ndarray, bpcer: float) -> float:
+    """The highest threshold (lowest APCER) whose BPCER stays within the target."""
+    live = np.sort(np.asarray(live, np.float64)[np.isfinite(live)])
+    if not len(live):
+        return 0.5
+    k = int(math.floor(bpcer * len(live) + 1e-9))   # bona fide allowed below the threshold
+    return float(live[min(k, len(live) - 1)])
+
+
 # ---- DET curve -------------------------------------------------------------------------------
 def draw_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str = "DET") -> None:
     """FNMR against FMR on log10 axes (1e-4..1), drawn with OpenCV, one colour per curve."""
@@ -157,7 +166,7 @@ def write_calibration(path: Path, section: str, record: dict) -> None:
     except (OSError, ValueError):
         doc = {}
     doc["comment"] = ("Operating points for biometrics.pipeline.FaceVerifier, written by "
-                      "`python -m biometrics calibrate` / `calibrate-pad`. Development data only: "
+                      "`python -m biometrics calibrate` / `calibrate-pad` / `train-pad`. Development data only: "
                       "recalibrate on the gate's own camera images before production.")
     record = dict(record, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     doc[section] = record

@@ -15,17 +15,25 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `identity` the same person throughout: the embedded frames must not fall into two groups of
             different people (a live accomplice cannot lend liveness to a photo of the holder).
 
+Single image (`PadModels.score`, used per frame above and by `score-pad`): our own small CNN
+(`PadNet`, trained by `python -m biometrics train-pad`, shipped in the repo's models/) plus the
+artefact cues below (moiré, border, specular glare, colour gamut, refresh banding), combined by a
+logistic fusion whose weights and threshold `calibrate-pad` fits on dev data (`PadFusion`).
+
 New cues are added as another field of `FrameCues` and another term in `LivenessEvidence.decide`.
 """
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .align import similarity_transform
+from .models import DEFAULT_CALIBRATION, ModelError, ModelRegistry
 
 MINIFAS = (("pad_minifasnet_v2", 2.7), ("pad_minifasnet_v1se", 4.0))
 
@@ -64,8 +72,119 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+PADNET_ROLE = "pad_padnet"
+PADNET_SIZE = 96      # input side of PadNet (pixels)
+PADNET_SCALE = 1.2    # square crop side = 1.2 x the larger side of the detector box
+
+
+def padnet_crop(image: np.ndarray, box, size: int = PADNET_SIZE, scale: float = PADNET_SCALE) -> np.ndarray:
+    """The square around the face box that PadNet sees, size x size BGR uint8 (INTER_AREA).
+
+    Parts outside the frame are mirrored in (tight portraits), never filled with a flat colour that
+    would read as a sheet edge."""
+    H, W = image.shape[:2]
+    x, y, w, h = box
+    s = max(2, int(round(scale * max(w, h, 1.0))))
+    x0, y0 = int(round(x + w / 2 - s / 2)), int(round(y + h / 2 - s / 2))
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x0 + s), min(H, y0 + s)
+    if cx1 - cx0 < 2 or cy1 - cy0 < 2:
+        return np.zeros((size, size, 3), np.uint8)
+    crop = image[cy0:cy1, cx0:cx1]
+    pads = (cy0 - y0, y0 + s - cy1, cx0 - x0, x0 + s - cx1)
+    if any(pads):
+        mode = cv2.BORDER_REFLECT_101 if max(pads) < min(crop.shape[:2]) else cv2.BORDER_REPLICATE
+        crop = cv2.copyMakeBorder(crop, *pads, mode)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def padnet_input(crops: np.ndarray) -> np.ndarray:
+    """N x size x size x 3 BGR uint8 (or one crop) -> N x 3 x size x size float32, (v/255 - 0.5) / 0.25."""
+    c = crops[None] if crops.ndim == 3 else crops
+    return np.ascontiguousarray(((c.astype(np.float32) / 255.0 - 0.5) / 0.25).transpose(0, 3, 1, 2))
+
+
+class PadNet:
+    """Our single-image PAD CNN (models/padnet.onnx): one logit, > 0 = live. Loaded from the repo's
+    own models/ directory (first-party, sha256-pinned in the manifest like the others)."""
+
+    def __init__(self, session):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+
+    @classmethod
+    def from_repo(cls) -> "PadNet":
+        return cls(ModelRegistry().session(PADNET_ROLE))
+
+    def logit(self, image: np.ndarray, box) -> float:
+        x = padnet_input(padnet_crop(image, box))
+        return float(np.asarray(self.session.run(None, {self._input: x})[0]).reshape(-1)[0])
+
+
+@dataclass
+class PadFusion:
+    """Logistic fusion of single-image features into p(live), fitted by `calibrate-pad` on dev data
+    (standardised features, L2-regularised, each species weighted equally), never set by hand."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: float
+    padnet_sha256: str | None = None   # the PadNet file the weights were fitted with
+
+    def z(self, values: dict[str, float]) -> float:
+        v = (np.array([values[k] for k in self.features], np.float64) - self.mean) / self.std
+        return float(self.bias + v @ self.weights)
+
+    def score(self, values: dict[str, float]) -> float:
+        return float(1.0 / (1.0 + np.exp(-np.clip(self.z(values), -40, 40))))
+
+    @classmethod
+    def fit(cls, features: tuple[str, ...], X: np.ndarray, live: np.ndarray, sample_weight: np.ndarray,
+            l2: float = 1.0, iterations: int = 50) -> "PadFusion":
+        """Newton-Raphson (IRLS) on the weighted logistic loss; the bias is not penalised."""
+        X = np.asarray(X, np.float64)
+        mean, std = X.mean(0), X.std(0) + 1e-9
+        A = np.c_[np.ones(len(X)), (X - mean) / std]
+        y, sw = live.astype(np.float64), sample_weight / sample_weight.sum() * len(X)
+        beta = np.zeros(A.shape[1])
+        reg = np.full(A.shape[1], l2)
+        reg[0] = 0.0
+        for _ in range(iterations):
+            p = 1.0 / (1.0 + np.exp(-np.clip(A @ beta, -40, 40)))
+            grad = A.T @ (sw * (p - y)) + reg * beta
+            hess = (A * (sw * p * (1 - p))[:, None]).T @ A + np.diag(reg + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            beta -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        return cls(tuple(features), mean, std, beta[1:], float(beta[0]))
+
+    def as_record(self) -> dict:
+        r = lambda a: [round(float(v), 6) for v in a]  # noqa: E731
+        return {"features": list(self.features), "mean": r(self.mean), "std": r(self.std),
+                "weights": r(self.weights), "bias": round(self.bias, 6), "padnet_sha256": self.padnet_sha256}
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "PadFusion":
+        return cls(tuple(rec["features"]), np.array(rec["mean"], np.float64), np.array(rec["std"], np.float64),
+                   np.array(rec["weights"], np.float64), float(rec["bias"]), rec.get("padnet_sha256"))
+
+    @classmethod
+    def from_calibration(cls, path: Path = DEFAULT_CALIBRATION) -> "PadFusion | None":
+        try:
+            rec = json.loads(Path(path).read_text())["liveness"]["fusion"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return cls.from_record(rec)
+
+
 class PadModels:
-    """Single-frame PAD score: the mean of two independent model families.
+    """Single-image PAD.
+
+    `score` is the calibrated fusion (`PadFusion`) of our PadNet logit and the artefact cues, and
+    of the third-party score when the fusion lists it; without a fusion record in calibration.json
+    it falls back to the third-party score. `thirdparty` is the mean of two independent families:
 
     * MiniFASNet V2 (2.7x) + V1SE (4.0x), BGR 0..255, softmax averaged, class 1 = live (upstream).
     * Faceplugin fr_liveness (MiniFASNetV1SE layout, 128x128, squared box at 2.7x), fed R,G,B as
@@ -73,14 +192,27 @@ class PadModels:
       pooled 0.90 for 1 - p0) while BGR input separates nothing (0.42), so p(live) = 1 - p0 with
       RGB. The JS calls class 0 "liveness"; the measurement says otherwise (see calibration.json).
     Every crop follows the upstream rule on the image as given (no padding), so a tight face crop
-    is scored with the context it has. The mean separated pad-dev better (AUC 0.93) than either
-    family alone (0.79 / 0.90).
+    is scored with the context it has.
     """
 
-    def __init__(self, minifas: list[tuple[object, float]], faceplugin=None):
+    use_calibrated_fusion = True   # train-pad / calibrate-pad switch it off: they replace the fusion
+
+    def __init__(self, minifas: list[tuple[object, float]], faceplugin=None, padnet: PadNet | None = None,
+                 fusion: PadFusion | None = None):
         self.minifas = [(s, s.get_inputs()[0].name, scale) for s, scale in minifas]
         self.faceplugin = faceplugin
         self._fp_input = faceplugin.get_inputs()[0].name if faceplugin is not None else None
+        if fusion is None and self.use_calibrated_fusion:
+            fusion = PadFusion.from_calibration()
+        self.fusion = fusion
+        self.padnet = padnet
+        if padnet is None and self.fusion is not None and "padnet" in self.fusion.features:
+            self.padnet = PadNet.from_repo()
+            pinned = ModelRegistry().entry(PADNET_ROLE).sha256
+            if self.fusion.padnet_sha256 != pinned:   # fusion weights belong to one model file
+                raise ModelError(f"the PAD fusion in calibration.json was fitted for PadNet sha256 "
+                                 f"{self.fusion.padnet_sha256}, but models/manifest.json pins {pinned}: "
+                                 "run `python -m biometrics calibrate-pad`")
 
     def minifas_live(self, image: np.ndarray, box) -> float:
         probs = []
@@ -97,11 +229,24 @@ class PadModels:
         p = _softmax(self.faceplugin.run(None, {self._fp_input: np.ascontiguousarray(crop)})[0].reshape(-1))
         return float(1.0 - p[0])
 
-    def score(self, image: np.ndarray, box) -> float:
+    def thirdparty(self, image: np.ndarray, box) -> float:
         s = self.minifas_live(image, box)
         if self.faceplugin is None:
             return s
         return 0.5 * (s + self.faceplugin_live(image, box))
+
+    def features(self, image: np.ndarray, box, thirdparty: bool = True) -> dict[str, float]:
+        """Every single-image feature the fusion may use (the third-party one only if asked)."""
+        f = artefact_cues(image, box)
+        f["padnet"] = self.padnet.logit(image, box)
+        if thirdparty:
+            f["thirdparty"] = self.thirdparty(image, box)
+        return f
+
+    def score(self, image: np.ndarray, box) -> float:
+        if self.fusion is None:
+            return self.thirdparty(image, box)
+        return self.fusion.score(self.features(image, box, "thirdparty" in self.fusion.features))
 
 
 def moire_score(face_crop: np.ndarray) -> float:
@@ -163,6 +308,79 @@ def screen_border_sides(image: np.ndarray, box) -> int:
             elif my > fy1 + 0.1 * h:
                 sides.add("bottom")
     return len(sides)
+
+
+def _box_crop(image: np.ndarray, box, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
+    """The face box scaled about its centre by (sx, sy), clipped to the frame."""
+    H, W = image.shape[:2]
+    x, y, w, h = box
+    cx, cy, w2, h2 = x + w / 2, y + h / 2, max(w, 1.0) * sx / 2, max(h, 1.0) * sy / 2
+    return image[int(max(0, cy - h2)):int(min(H, cy + h2)), int(max(0, cx - w2)):int(min(W, cx + w2))]
+
+
+def glare_score(face_crop: np.ndarray) -> float:
+    """Share of the face covered by specular highlight blobs: near-white (V >= 245, S <= 60),
+    compact and at least 0.05% of the area, as a lamp mirrored in a glossy print or a screen's glass
+    looks. Skin in normal light rarely clips to white; single hot pixels are opened away."""
+    if face_crop.size == 0 or min(face_crop.shape[:2]) < 8:
+        return 0.0
+    hsv = cv2.cvtColor(face_crop, cv2.COLOR_BGR2HSV)
+    mask = ((hsv[..., 2] >= 245) & (hsv[..., 1] <= 60)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    area = stats[1:, cv2.CC_STAT_AREA] if n > 1 else np.zeros(0)
+    min_area = max(3, int(0.0005 * mask.size))
+    return float(area[area >= min_area].sum() / mask.size)
+
+
+def gamut_spread(face_crop: np.ndarray) -> float:
+    """Colour spread of the central face in CIE Lab: sqrt(var a* + var b*), in Lab units (0..255
+    scale). A print's inks and a screen re-filmed through a cast compress chroma; the mean (a cast)
+    is removed, so only the spread counts. Greyscale images score 0, so the fusion weighs this
+    cue against the others rather than letting it decide alone."""
+    c = _box_crop(face_crop, (0, 0, face_crop.shape[1], face_crop.shape[0]), 0.7, 0.7)
+    if c.size == 0 or min(c.shape[:2]) < 4:
+        return 0.0
+    lab = cv2.cvtColor(c, cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float32)
+    return float(np.sqrt(lab[:, 1].var() + lab[:, 2].var()))
+
+
+def banding_score(region: np.ndarray) -> float:
+    """Periodic horizontal intensity bands (screen refresh against the camera's rolling shutter).
+
+    The row profile of log intensity is taken in four vertical strips; only what they share (their
+    mean) is kept, so bands that run across the whole width count and local structure does not.
+    After removing the linear trend, the score is the highest peak of the profile's spectrum
+    (3 cycles up to a period of 12 rows, with its Hann leakage) over the median spectrum beside it: a face's rows give a smooth,
+    falling spectrum, banding gives a narrow peak."""
+    if region.size == 0 or region.shape[0] < 24 or region.shape[1] < 8:
+        return 0.0
+    g = np.log1p(cv2.cvtColor(region, cv2.COLOR_BGR2GRAY).astype(np.float32))
+    if g.shape[0] > 256:
+        g = cv2.resize(g, (g.shape[1], 256), interpolation=cv2.INTER_AREA)
+    n = g.shape[0]
+    prof = np.mean([s.mean(1) for s in np.array_split(g, 4, axis=1)], axis=0)
+    t = np.arange(n, dtype=np.float64)
+    prof = prof - np.polyval(np.polyfit(t, prof, 1), t)
+    spec = np.abs(np.fft.rfft(prof * np.hanning(n))) ** 2
+    lo, hi = 3, max(4, n // 12)     # periods >= 12 rows: JPEG 8x8 blocks are not bands
+    if hi <= lo + 2:
+        return 0.0
+    peak = np.array([spec[i - 1:i + 2].sum() for i in range(lo, hi + 1)])    # Hann leakage: 3 bins
+    floor = np.array([3 * np.median(np.r_[spec[max(1, i - 9):max(1, i - 2)], spec[i + 3:i + 10]])
+                      for i in range(lo, hi + 1)]) + 1e-12
+    return float(np.log10(max((peak / floor).max(), 1.0)))
+
+
+ARTEFACT_CUES = ("moire", "border", "glare", "gamut", "banding")
+
+
+def artefact_cues(image: np.ndarray, box) -> dict[str, float]:
+    """Every single-image artefact cue of one face, as raw measures (see each function)."""
+    face = _box_crop(image, box)
+    return {"moire": moire_score(face), "border": float(screen_border_sides(image, box)),
+            "glare": glare_score(face), "gamut": gamut_spread(face),
+            "banding": banding_score(_box_crop(image, box, 1.2, 1.6))}
 
 
 def nonrigid_motion(prev: np.ndarray, cur: np.ndarray) -> float:

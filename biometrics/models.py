@@ -1,5 +1,8 @@
 """Model registry: every ONNX file is pinned by sha256 in `models/manifest.json`.
 
+Third-party files live in the configurable model directory; our own (first-party) models carry
+`"location": "repo"` and are loaded from this checkout's models/ directory, whatever the setting.
+
 The bytes are read once, hashed, and the onnxruntime session is built from those same bytes, so
 the file that was checked is the file that runs (no check-then-load race). Hashes are cached per
 process, keyed by path, size and mtime, because the gate, the CLI and the tests reload often.
@@ -39,6 +42,7 @@ class ModelEntry:
     role: str
     sha256: str
     bytes: int
+    location: str = "models_dir"   # 'models_dir' (configurable, third-party) | 'repo' (models/ here)
 
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
@@ -49,7 +53,10 @@ def _read_verified(path: Path, entry: ModelEntry) -> bytes:
         st = path.stat()
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ModelError(f"model file {entry.file!r} (role {entry.role}) not found: looked for {path}") from None
+        origin = ("first-party, shipped in the repository's models/: rebuild it with `python -m biometrics train-pad`"
+                  if entry.location == "repo" else "third-party, from the model directory (EGATE_MODELS_DIR)")
+        raise ModelError(f"model file {entry.file!r} (role {entry.role}, {origin}) not found: "
+                         f"looked for {path}") from None
     except OSError as e:
         raise ModelError(f"model file {entry.file!r} cannot be read at {path}: {e.strerror}") from None
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -90,8 +97,11 @@ class ModelRegistry:
         self._threads = threads
         try:
             doc = json.loads(self.manifest_path.read_text())
-            self.entries = {m["role"]: ModelEntry(m["file"], m["role"], m["sha256"], int(m["bytes"]))
-                            for m in doc["models"]}
+            self.entries = {m["role"]: ModelEntry(m["file"], m["role"], m["sha256"], int(m["bytes"]),
+                                                  m.get("location", "models_dir")) for m in doc["models"]}
+            bad = [e.file for e in self.entries.values() if e.location not in ("models_dir", "repo")]
+            if bad:
+                raise ValueError(f"unknown location for {bad}")
         except FileNotFoundError:
             raise ModelError(f"model manifest not found: {self.manifest_path}") from None
         except (ValueError, KeyError, TypeError) as e:
@@ -107,23 +117,26 @@ class ModelRegistry:
         except KeyError:
             raise ModelError(f"no model with role {role!r} in {self.manifest_path}") from None
 
+    def path(self, role: str) -> Path:
+        e = self.entry(role)
+        return (CHECKOUT / "models" if e.location == "repo" else self.models_dir) / e.file
+
     def session(self, role: str, rewrite: Callable[[bytes], bytes] | None = None) -> ort.InferenceSession:
         """The role's session, built once. `rewrite` edits the verified bytes' declarations before
         the first build (e.g. `detect.dynamic_input`); the hash is always of the file as pinned."""
         if role not in self._sessions:
             e = self.entry(role)
-            data = _read_verified(self.models_dir / e.file, e)
+            data = _read_verified(self.path(role), e)
             try:
                 if rewrite is not None:
                     data = rewrite(data)
                 self._sessions[role] = ort.InferenceSession(
                     data, sess_options=session_options(self._threads), providers=["CPUExecutionProvider"])
             except Exception as ex:  # onnxruntime raises its own Fail/InvalidGraph types
-                raise ModelError(f"model file {e.file!r} at {self.models_dir} cannot be loaded: {ex}") from None
+                raise ModelError(f"model file {e.file!r} at {self.path(role)} cannot be loaded: {ex}") from None
         return self._sessions[role]
 
     def verify_all(self, roles: list[str] | None = None) -> None:
         """Check every listed file (or the given roles) up front so the gate fails at start-up."""
         for role in roles or list(self.entries):
-            e = self.entry(role)
-            _read_verified(self.models_dir / e.file, e)
+            _read_verified(self.path(role), self.entry(role))

@@ -1,9 +1,13 @@
 """Simulated presentation attacks from bona fide face images, for training and held-out testing.
 
-`print_attack` imitates a printed photo filmed by the gate camera (halftone, reduced gamut, paper
-texture, blur, glare, perspective, visible sheet edges); `replay_attack` a screen replay (pixel
-grid and moiré, refresh banding, backlight cast, bezel). Every draw comes from the generator
-passed in, so a seed names an attack set exactly and held-out sets differ by seed.
+`print_attack` imitates a printed photo held to the gate camera: ink gamut compression (chroma and
+tone range in Lab), halftone screen, paper fibre texture and tint, defocus, specular glare blobs
+and sheen of glossy paper, the sheet's edges in the scene, perspective. `replay_attack` a screen
+replay: backlight and white-point cast, RGB sub-pixel grid, moiré beating with the sensor, refresh
+banding (periodic horizontal bands), glass reflections, the bezel. `camera` is the gate camera's
+own degradation (resampling, sensor noise, JPEG); the training set applies it to bona fide and
+attack images alike, so "was re-encoded" is never a label. Every draw comes from the generator
+passed in, so a seed names an attack set exactly, and held-out sets differ by seed.
 """
 from __future__ import annotations
 
@@ -32,50 +36,95 @@ def _framed(img: np.ndarray, rng: np.random.Generator, colour, margin: float) ->
     return out
 
 
+def _glare(x: np.ndarray, rng: np.random.Generator, blobs: int, sheen: float) -> np.ndarray:
+    """Specular reflections of a light source on gloss or glass: a broad low-saturation sheen plus
+    small blobs driven to saturation (white, clipped), as a lamp mirrored in the surface looks."""
+    h, w = x.shape[:2]
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    gx, gy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.15, 0.4) * w
+    x = x + sheen * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * r * r))[..., None]
+    for _ in range(blobs):
+        bx, by = rng.uniform(0.2, 0.8) * w, rng.uniform(0.15, 0.85) * h
+        rx, ry = rng.uniform(0.02, 0.07) * w, rng.uniform(0.015, 0.05) * h
+        t = rng.uniform(0, np.pi)
+        u, v = (xx - bx) * np.cos(t) + (yy - by) * np.sin(t), -(xx - bx) * np.sin(t) + (yy - by) * np.cos(t)
+        x = x + rng.uniform(0.6, 1.2) * np.exp(-((u / rx) ** 2 + (v / ry) ** 2) ** 2)[..., None]
+    return x
+
+
+def _lab_gamut(img: np.ndarray, rng: np.random.Generator, chroma: float, l_lo: float, l_hi: float,
+               tint=(0.0, 0.0)) -> np.ndarray:
+    """Chroma scaled by `chroma` and lightness squeezed into [l_lo, l_hi] (0..100) in CIE Lab."""
+    lab = cv2.cvtColor(img, cv2.COLOR_BGR2LAB).astype(np.float32)
+    lab[..., 0] = l_lo * 2.55 + lab[..., 0] * (l_hi - l_lo) / 100.0
+    lab[..., 1] = 128 + (lab[..., 1] - 128) * chroma + tint[0]
+    lab[..., 2] = 128 + (lab[..., 2] - 128) * chroma + tint[1]
+    return cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+
+
 def print_attack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """BGR uint8 -> the same face as a printed photo re-captured by a webcam."""
-    x = img.astype(np.float32) / 255.0
-    mean = x.mean(axis=(0, 1), keepdims=True)
-    x = mean + (x - mean) * rng.uniform(0.55, 0.85)                  # ink gamut: less saturation
-    x = 0.08 + x * rng.uniform(0.75, 0.9)                            # paper white, ink black
-    period = rng.uniform(2.5, 4.5)                                    # halftone screen, rotated
-    yy, xx = np.mgrid[:x.shape[0], :x.shape[1]].astype(np.float32)
-    a = rng.uniform(0, np.pi)
+    """BGR uint8 -> the same face as a printed photo held to the camera."""
+    h, w = img.shape[:2]
+    base = _lab_gamut(img, rng, rng.uniform(0.45, 0.85), rng.uniform(6, 22), rng.uniform(82, 96),
+                      (rng.uniform(-2, 2), rng.uniform(0, 8)))          # ink gamut, warm paper
+    x = base.astype(np.float32) / 255.0
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    period, a = rng.uniform(2.2, 4.5), rng.uniform(0, np.pi)             # halftone screen, rotated
     dots = np.cos(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period) * \
         np.cos(2 * np.pi * (-xx * np.sin(a) + yy * np.cos(a)) / period)
-    x = x + rng.uniform(0.03, 0.08) * dots[..., None]
-    x = x + rng.normal(0, rng.uniform(0.01, 0.03), x.shape[:2])[..., None]   # paper grain
-    gx, gy = rng.uniform(0, x.shape[1]), rng.uniform(0, x.shape[0])         # glossy glare spot
-    r = rng.uniform(0.15, 0.4) * x.shape[1]
-    x = x + rng.uniform(0.0, 0.35) * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * r * r))[..., None]
+    x = x + rng.choice([0.0, rng.uniform(0.02, 0.08)], p=[0.25, 0.75]) * dots[..., None]
+    fibre = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), rng.uniform(0.8, 2.5))
+    x = x + rng.uniform(0.01, 0.04) * fibre[..., None] / (fibre.std() + 1e-6)    # paper texture
+    x = x + rng.normal(0, rng.uniform(0.005, 0.02), (h, w))[..., None]
+    x = _glare(x, rng, int(rng.integers(0, 3)), rng.uniform(0.0, 0.35))
     out = (np.clip(x, 0, 1) * 255).astype(np.uint8)
     k = int(rng.choice([1, 3, 5]))
     if k > 1:
         out = cv2.GaussianBlur(out, (k, k), 0)
     if rng.random() < 0.7:
-        out = _framed(out, rng, (235, 235, 235), rng.uniform(0.08, 0.18))
+        out = _framed(out, rng, tuple(int(v) for v in rng.integers(215, 250, 3)), rng.uniform(0.08, 0.18))
     return _perspective(out, rng, 0.06, (128, 128, 128))
 
 
 def replay_attack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """BGR uint8 -> the same face shown on a phone/monitor and re-captured by a webcam."""
+    """BGR uint8 -> the same face shown on a phone/monitor and filmed by the camera."""
     h, w = img.shape[:2]
     x = img.astype(np.float32) / 255.0
-    x = x * rng.uniform(0.8, 1.0) + rng.uniform(0.05, 0.2)                   # backlight lifts blacks
-    x[..., 0] += rng.uniform(0.0, 0.12)                                        # blue cast (BGR)
+    x = x * rng.uniform(0.75, 1.0) + rng.uniform(0.04, 0.2)                   # backlight lifts blacks
+    x = x * (1 + rng.uniform(-0.08, 0.12, 3)).astype(np.float32)               # white-point cast
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    pitch = rng.uniform(2.0, 3.2)                                              # pixel grid beating
-    beat = 1.0 / pitch - 1.0 / rng.uniform(2.2, 3.5)                           # with the sensor = moiré
-    a = rng.uniform(-0.3, 0.3)
-    grid = np.cos(2 * np.pi * xx / pitch) * np.cos(2 * np.pi * yy / pitch)
+    pitch = rng.uniform(2.0, 3.4)                                              # pixel grid: black matrix
+    grid = np.cos(2 * np.pi * xx / pitch) * np.cos(2 * np.pi * yy / pitch)    # and RGB sub-pixel stripes
+    sub = np.cos(2 * np.pi * xx[..., None] / pitch + np.float32([0, 2 * np.pi / 3, 4 * np.pi / 3]))
+    beat = 1.0 / pitch - 1.0 / rng.uniform(2.2, 3.6)                           # beating with the sensor
+    a = rng.uniform(-0.4, 0.4)
     moire = np.cos(2 * np.pi * beat * (xx * np.cos(a) + yy * np.sin(a)))
-    x = x * (1 + rng.uniform(0.04, 0.1) * grid[..., None] + rng.uniform(0.02, 0.08) * moire[..., None])
-    band = np.sin(2 * np.pi * yy / rng.uniform(h / 6, h / 2) + rng.uniform(0, 2 * np.pi))
-    x = x * (1 + rng.uniform(0.02, 0.08) * band[..., None])                   # refresh banding
+    x = x * (1 + rng.uniform(0.03, 0.1) * grid[..., None] + rng.uniform(0.0, 0.06) * sub
+             + rng.uniform(0.02, 0.08) * moire[..., None])
+    band = np.sin(2 * np.pi * yy / rng.uniform(h / 14, h / 3) + rng.uniform(0, 2 * np.pi))
+    if rng.random() < 0.4:
+        band = np.tanh(3 * band)                                               # PWM: harder band edges
+    x = x * (1 + rng.choice([0.0, rng.uniform(0.02, 0.1)], p=[0.2, 0.8]) * band[..., None])  # refresh banding
+    x = _glare(x, rng, int(rng.integers(0, 2)), rng.uniform(0.0, 0.25))        # glass reflection
     out = (np.clip(x, 0, 1) * 255).astype(np.uint8)
     if rng.random() < 0.6:
         out = _framed(out, rng, (15, 15, 15), rng.uniform(0.08, 0.2))          # bezel
     return _perspective(out, rng, 0.04, (40, 40, 40))
+
+
+def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The capturing camera: resampled (optics/scaler), sensor noise, JPEG at a random quality."""
+    h, w = img.shape[:2]
+    s = rng.uniform(0.6, 1.0)
+    if s < 0.95:
+        small = cv2.resize(img, (max(8, int(w * s)), max(8, int(h * s))), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    noisy = img.astype(np.float32) + rng.normal(0, rng.uniform(0.5, 3.0), img.shape).astype(np.float32)
+    img = np.clip(noisy, 0, 255).astype(np.uint8)
+    if rng.random() < 0.8:
+        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 96))])
+        img = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else img
+    return img
 
 
 ATTACKS = {"print": print_attack, "replay": replay_attack}

@@ -1,0 +1,59 @@
+"""PadNet data splits (by person and by generator seed) and a short training run (needs torch,
+the `train` extra; skipped without it)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biometrics.liveness import PADNET_SIZE
+from biometrics.pad_train import PAD_PERSONS, SEEDS, SPLITS, PadSet, _auc, _sources, identity_split, padnet_logits
+
+
+def test_splits_share_no_person_and_no_generator_seed(shared_dir):
+    data = shared_dir / "data"
+    if not (data / "pad-dev" / "labels.csv").is_file():
+        pytest.skip(f"dev data not found in {data}")
+    groups, seeds = {}, {}
+    for split in SPLITS:
+        rows = _sources(data, split, 40)
+        groups[split] = {r[2] for r in rows}
+        seeds[split] = {r[3] for r in rows if r[3] is not None}
+        assert {r[0] for r in rows} == {"bona_fide", "replay_real", "print_sim", "replay_sim"}
+        assert all(identity_split(g[4:]) == split for g in groups[split] if g.startswith("lfw:"))
+        assert {g[4:] for g in groups[split] if g.startswith("pad:")} == set(PAD_PERSONS[split])
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not groups[a] & groups[b] and not seeds[a] & seeds[b]
+    assert min(seeds["test"]) > SEEDS["test"] > max(seeds["calib"])
+
+
+def test_identity_split_is_stable_and_roughly_70_15_15():
+    names = [f"Person_{i}" for i in range(4000)]
+    share = {s: np.mean([identity_split(n) == s for n in names]) for s in SPLITS}
+    assert abs(share["train"] - 0.7) < 0.03 and abs(share["test"] - 0.15) < 0.03
+    assert identity_split("Person_7") == identity_split("Person_7")
+
+
+def test_auc_counts_ties_half():
+    assert _auc(np.array([1.0, 2.0]), np.array([0.0])) == 1.0
+    assert _auc(np.array([1.0]), np.array([1.0])) == 0.5
+
+
+def test_training_exports_an_onnx_that_matches_torch(tmp_path):
+    pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from biometrics.pad_train import train
+    rng = np.random.default_rng(0)
+    n = 48
+    crops = rng.integers(60, 200, (n, PADNET_SIZE, PADNET_SIZE, 3)).astype(np.uint8)
+    species = np.array(["bona_fide", "print_sim", "replay_sim"] * (n // 3))
+    crops[species != "bona_fide", ::3] = 255          # attacks carry stripes: learnable
+    s = PadSet(crops, {}, np.full(n, np.nan), species, np.full(n, "faces-dev"), np.full(n, "lfw:x"), {})
+    out = tmp_path / "p.onnx"
+    info = train(s, s, out, epochs=2, seed=0, threads=1)   # raises if ONNX and torch disagree
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape == [1, 3, PADNET_SIZE, PADNET_SIZE]
+    assert np.isfinite(padnet_logits(sess, crops[:4])).all()
+    assert info["epochs"] == 2 and len(info["log"]) == 2 and info["parameters"] > 1000
