@@ -1,4 +1,5 @@
-"""`python -m cardreader fuzz`: hostile input against every parser that sees card data.
+"""`python -m cardreader fuzz`: hostile input against every parser that sees card data,
+the chip's answers to active and chip authentication, and the document scanner's images.
 
 A target takes bytes and must end in a result or in its parser's typed error
 (`LDSError` for the LDS files and the MRZ, `SODError` for EF.SOD, `TrustError`
@@ -18,6 +19,7 @@ that runs every target in one process; `atheris` is coverage-guided
     python -m cardreader fuzz --runs 20000                    # quick, every target (the suite runs this)
     taskset -c 1 python -m cardreader fuzz --engine atheris --runs 1000000 \
         --artifacts fuzz-artifacts > fuzz-1m.log 2>&1         # the long run: 1M inputs, ~10 min, one core
+    python -m cardreader fuzz --engine atheris --target aa --runs 200000    # one target (also ca, scanner)
 """
 from __future__ import annotations
 

@@ -722,7 +722,7 @@ def camera_cases(holder: list[Any], other: list[Any], still: Any) -> list[tuple[
         ("broken: truncated JPEG bytes", "referred", broken([jpeg[:len(jpeg) // 2]]), "unusable_frames"),
         ("frozen feed: one live frame repeated", "referred", _Feed(loop([still])), "no_natural_motion"),
         (FROZEN_NOISY, "referred", _Feed(lambda f: (np.clip(still + noise.normal(0, 2.0, still.shape), 0, 255)
-                                                    .astype(np.uint8) for _ in range(10_000))), None),
+                                                    .astype(np.uint8) for _ in range(10_000))), "liveness"),
         ("feed switches to another person mid-capture", "referred", _Feed(loop(switch)), "identity_switch"),
     ]
 
@@ -730,6 +730,8 @@ def camera_cases(holder: list[Any], other: list[Any], still: Any) -> list[tuple[
 # A still frame with fresh sensor noise each time passes the landmark-motion cue (the detector's
 # jitter on the noise reads as natural motion): an open finding for biometrics, reported as FAIL.
 FROZEN_NOISY = "frozen feed: one frame with fresh sensor noise"
+# Cases only liveness can refuse: shown only for a person whose live control passes.
+LIVENESS_CASES = ("no_natural_motion", "identity_switch", "liveness")
 
 
 class _Recording:
@@ -784,7 +786,7 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
         lane.insert(card)
         control = ("control: the chip holder, live", "passed", _Feed(lambda f: (holder[1 + i % (len(holder) - 1)]
                                                                                 for i in range(10_000))), None)
-        cases = [control]
+        cases, control_passed = [control], False
         while cases:
             case, want, feed, face_reason = cases.pop(0)
             preview.set_source(feed)
@@ -812,10 +814,12 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
             if want == "passed":   # the control: a person the models cannot pass proves less, said as such
                 ok = None if rec.outcome != "passed" and not crashed else (rec.outcome == "passed" and opened)
             else:
+                said = [c for _, codes, frs in recorded for c in [*frs, *(c.removeprefix("face.") for c in codes)]]
                 ok = (rec.outcome == "referred" and not opened and bool(recorded) and all(codes for _, codes, _ in recorded)
-                      and (face_reason is None or any(any(fr.startswith(face_reason) for fr in frs)
-                                                      for _, _, frs in recorded)))
+                      and (face_reason is None or any(c.startswith(face_reason) for c in said)))
             ok = ok if ok is None else (ok and barrier.state() is BarrierState.CLOSED and not crashed and preview_ok)
+            if face_reason in LIVENESS_CASES and not control_passed and ok is not None:
+                ok = None   # referred anyway for what the control was (quality): liveness not shown
             row = {"person": k, "case": case, "ok": ok, "outcome": rec.outcome, "reasons": rec.reasons,
                    "face_reasons": face_reasons, "audit": [codes for _, codes, _ in recorded],
                    "barrier_opened": opened, "seconds": round(took, 2)}
@@ -823,6 +827,7 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
             print(f"{'NOTE' if ok is None else 'PASS' if ok else 'FAIL'}  {case:<46} {took:5.1f}s  {rec.outcome:<8} "
                   f"{','.join(rec.reasons)}  face={','.join(face_reasons[:3])}", file=out, flush=True)
             if case is control[0]:
+                control_passed = ok is True
                 best = getattr(face.last, "best_frame", None)
                 cases = camera_cases(holder, other, holder[1] if best is None else best)
         lane.remove()
