@@ -76,7 +76,7 @@ ODD_ARRAYS = hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.float32, np.int
                         hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=230))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(ODD_ARRAYS)
 def test_any_array_from_the_document_camera_gives_a_scan_result(image):
     r = read_mrz(image)

@@ -35,8 +35,8 @@ def test_quick_run_of_every_target_finds_no_crash_hang_or_memory_blowup(tmp_path
         # the seeds parse (mutated CRLs and Master Lists almost never keep a valid signature)
         assert int(parsed) >= len(fuzz.TARGETS[name].seeds()), name
     # and for the unsigned files the mutants are not all rejected at the first byte
-    assert all(int(rows[n][2]) > 20 for n in ("tlv", "dg1", "dg2", "dg13", "dg14", "dg15", "sod", "certificate",
-                                             "aa", "ca"))
+    # (a mutated AA answer must not pass, so `aa` counts only the seeds and harmless mutants)
+    assert all(int(rows[n][2]) > 20 for n in ("tlv", "dg1", "dg2", "dg13", "dg14", "dg15", "sod", "certificate", "ca"))
     assert int(rows["total"][1]) == sum(fuzz.runs_for(n, 20000, len(fuzz.TARGETS)) for n in fuzz.TARGETS)
     assert not (tmp_path / "artifacts").exists()
 
