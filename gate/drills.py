@@ -689,7 +689,7 @@ def camera_cases(holder: list[Any], other: list[Any], still: Any) -> list[tuple[
     frame to freeze on (the live control's best matching frame, so only liveness can refuse it)."""
     import numpy as np
 
-    from biometrics.camera import CameraError
+    from biometrics.camera import CameraError, ImageSequenceCamera
     live = holder[1:]
 
     def loop(frames: list[Any], n: int = 10_000) -> Any:
@@ -720,10 +720,12 @@ def camera_cases(holder: list[Any], other: list[Any], still: Any) -> list[tuple[
         ("broken: float32 frames", "referred", broken([still.astype(np.float32)]), "unusable_frames"),
         ("broken: 5-channel frames", "referred", broken([np.zeros((480, 640, 5), np.uint8)]), "unusable_frames"),
         ("broken: truncated JPEG bytes", "referred", broken([jpeg[:len(jpeg) // 2]]), "unusable_frames"),
-        ("frozen feed: one live frame repeated", "referred", _Feed(loop([still])), "no_natural_motion"),
+        ("frozen feed: one live frame repeated", "referred", ImageSequenceCamera([still], realtime=True),
+         "no_natural_motion"),
         (FROZEN_NOISY, "referred", _Feed(lambda f: (np.clip(still + noise.normal(0, 2.0, still.shape), 0, 255)
                                                     .astype(np.uint8) for _ in range(10_000))), "liveness"),
-        ("feed switches to another person mid-capture", "referred", _Feed(loop(switch)), "identity_switch"),
+        ("feed switches to another person mid-capture", "referred", ImageSequenceCamera(switch, realtime=True),
+         "identity_switch"),
     ]
 
 
@@ -757,6 +759,7 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
     reason in the audit record, and without an exception anywhere (no 'error.' or ':Type' reason)."""
     import cv2
 
+    from biometrics.camera import ImageSequenceCamera
     from cardreader.sim.persona import load_persona
     from gate.barrier import SimulatedBarrier
     from gate.config import Settings
@@ -784,8 +787,7 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
         cv2.imwrite(str(chip), holder[0], [cv2.IMWRITE_JPEG_QUALITY, 90])
         card = lane.issue(persona_from(load_persona("demo"), face_image_path=chip))
         lane.insert(card)
-        control = ("control: the chip holder, live", "passed", _Feed(lambda f: (holder[1 + i % (len(holder) - 1)]
-                                                                                for i in range(10_000))), None)
+        control = ("control: the chip holder, live", "passed", ImageSequenceCamera(holder[1:], realtime=True), None)
         cases, control_passed = [control], False
         while cases:
             case, want, feed, face_reason = cases.pop(0)
