@@ -80,13 +80,38 @@
         ul.append(li);
       }
       if (selected && !items.some((i) => i.id === selected)) { $("detail").hidden = true; selected = null; }
+      await loadPast();
     } catch (err) { error(err.message); }
+  }
+
+  // Past referrals come from the audit trail; their photos only if the gate keeps face images.
+  async function loadPast() {
+    const items = await api("/api/console/history?limit=20");
+    const ul = $("past"); ul.replaceChildren();
+    for (const it of items) {
+      const li = el("li"); li.dataset.record = it.record_id;
+      li.append(el("strong", it.reasons.join(", ")), el("small", new Date(it.occurred_at).toLocaleString() + " · " +
+        (it.transaction_id || "").slice(0, 8) + " · " + (it.resolved ? `${it.resolved} by ${it.resolved_by}` : "not overridden")));
+      li.addEventListener("click", () => openPast(it));
+      ul.append(li);
+    }
+  }
+
+  function openPast(it) {
+    $("detail").hidden = true; selected = null; $("past-detail").hidden = false;
+    $("p-id").textContent = (it.transaction_id || "").slice(0, 8);
+    $("p-meta").textContent = `${new Date(it.occurred_at).toLocaleString()} · ${it.gate_id} · ` +
+      (it.resolved ? `${it.resolved} by ${it.resolved_by}` : "not overridden");
+    $("p-reasons").replaceChildren(...it.reasons.map((x) => el("li", x)));
+    $("p-photos").hidden = !it.has_face_image; $("p-nophoto").hidden = it.has_face_image;
+    $("p-chip").src = it.has_face_image ? `/api/console/records/${it.record_id}/photo/chip` : "";
+    $("p-live").src = it.has_face_image ? `/api/console/records/${it.record_id}/photo/live` : "";
   }
 
   async function openReferral(id) {
     try {
       const r = await api(`/api/console/referrals/${id}`);
-      selected = id; $("detail").hidden = false; $("d-id").textContent = id.slice(0, 8);
+      selected = id; $("detail").hidden = false; $("past-detail").hidden = true; $("d-id").textContent = id.slice(0, 8);
       const ul = $("d-reasons"); ul.replaceChildren(...r.reasons.map((x) => el("li", x)));
       $("d-chip").src = r.has_chip_photo ? `/api/console/referrals/${id}/photo/chip` : "";
       $("d-live").src = r.has_live_photo ? `/api/console/referrals/${id}/photo/live` : "";
@@ -122,12 +147,22 @@
       const users = await api("/api/console/users");
       const tb = $("user-table").querySelector("tbody"); tb.replaceChildren();
       for (const u of users) {
-        const tr = el("tr"); const b = el("button", u.disabled ? "Enable" : "Disable");
-        b.addEventListener("click", async () => {
-          try { await api(`/api/console/users/${encodeURIComponent(u.username)}/disabled`, { method: "POST", body: { disabled: !u.disabled } }); loadUsers(); } catch (err) { error(err.message); }
-        });
-        const td = el("td"); if (u.username !== session.username) td.append(b);
-        tr.append(el("td", u.username), el("td", u.role), el("td", u.disabled ? "disabled" : "active"), td);
+        const tr = el("tr"); tr.dataset.user = u.username;
+        const path = `/api/console/users/${encodeURIComponent(u.username)}`;
+        const change = async (what, body) => { try { await api(`${path}/${what}`, { method: "POST", body }); error(""); loadUsers(); } catch (err) { error(err.message); } };
+        const own = u.username === session.username;   // a supervisor does not change their own account here
+        const role = el("select"); role.name = "role"; role.disabled = own;
+        for (const r of ["officer", "supervisor", "auditor"]) { const o = el("option", r); o.selected = r === u.role; role.append(o); }
+        role.addEventListener("change", () => change("role", { role: role.value }));
+        const b = el("button", u.disabled ? "Enable" : "Disable"); b.className = "toggle";
+        b.addEventListener("click", () => change("disabled", { disabled: !u.disabled }));
+        const pw = el("input"); pw.type = "password"; pw.name = "new-password"; pw.minLength = 12; pw.placeholder = "12+ characters";
+        const set = el("button", "Set password"); set.className = "set-password";
+        set.addEventListener("click", () => change("password", { password: pw.value }));
+        const td = el("td"), tdp = el("td", undefined, "pw");
+        if (!own) { td.append(b); tdp.append(pw, set); }
+        const tdr = el("td"); tdr.append(role);
+        tr.append(el("td", u.username), tdr, el("td", u.disabled ? "disabled" : "active"), td, tdp);
         tb.append(tr);
       }
     } catch (err) { error(err.message); }
@@ -148,11 +183,18 @@
     e.preventDefault();
     try {
       const rows = await api("/api/console/audit?" + auditQuery());
-      const tb = $("audit-table").querySelector("tbody"); tb.replaceChildren();
+      const tb = $("audit-table").querySelector("tbody"); tb.replaceChildren(); $("audit-photos").hidden = true;
       for (const r of rows) {
-        const tr = el("tr");
+        const tr = el("tr"); const faces = el("td");
+        if (r.has_face_image) {
+          const b = el("button", "Show", "faces"); faces.append(b);
+          b.addEventListener("click", () => {   // each view is recorded in the audit trail
+            $("a-seq").textContent = r.seq; $("audit-photos").hidden = false;
+            $("a-chip").src = `/api/console/records/${r.id}/photo/chip`; $("a-live").src = `/api/console/records/${r.id}/photo/live`;
+          });
+        }
         tr.append(el("td", r.seq), el("td", new Date(r.occurred_at).toLocaleString()), el("td", r.event_type), el("td", r.outcome || ""),
-          el("td", (r.reason_codes || []).join(", ")), el("td", r.actor || ""), el("td", (r.transaction_id || "").slice(0, 8)));
+          el("td", (r.reason_codes || []).join(", ")), el("td", r.actor || ""), el("td", (r.transaction_id || "").slice(0, 8)), faces);
         tb.append(tr);
       }
       error(rows.length ? "" : "No audit records match.");
