@@ -847,7 +847,9 @@ def _cmd_camera(args) -> int:
     controls = [r for r in results if r["case"].startswith("control")]
     faults = [r for r in results if not r["case"].startswith("control")]
     failed = [r for r in results if r["ok"] is False]
-    print(f"faults: {sum(r['ok'] is True for r in faults)}/{len(faults)} referred, barrier closed, reason recorded; "
+    print(f"faults: {sum(r['ok'] is True for r in faults)} referred as expected (barrier closed, reason recorded), "
+          f"{sum(r['ok'] is False for r in faults)} FAIL, {sum(r['ok'] is None for r in faults)} not shown (liveness "
+          f"cases of a person whose live control did not pass) of {len(faults)}; "
           f"live controls passed: {sum(r['ok'] is True for r in controls)}/{len(controls)}")
     for r in failed:
         print(f"FAILED: person {r.get('person')}: {r['case']} -> {r.get('outcome')} {r.get('reasons')}")
