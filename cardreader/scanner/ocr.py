@@ -283,9 +283,12 @@ def _flatten(crop: np.ndarray) -> np.ndarray:
     letters in filler runs and spoils the glyph comparison."""
     paper = cv2.morphologyEx(crop, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (17, 17)))
     ratio = crop.astype(np.float32) / np.maximum(paper.astype(np.float32), 1.0)
-    ink = float(np.percentile(ratio, 3))
-    if ink > 0.85:  # no print in the crop
+    if float(np.percentile(ratio, 3)) > 0.85:  # no print in the crop
         return crop
+    # the print's own darkness, locally (glare and blur make it lighter in places)
+    h = crop.shape[0]
+    ink = cv2.erode(ratio, cv2.getStructuringElement(cv2.MORPH_RECT, (h, h)))
+    ink = np.minimum(cv2.blur(ink, (h, h)), 0.6)
     return (np.clip((ratio - ink) / (0.7 * (1.0 - ink)), 0.0, 1.0) * 255).astype(np.uint8)
 
 
@@ -338,6 +341,11 @@ def _normalise(a: np.ndarray) -> np.ndarray:
 def _glyph_scores(ink: np.ndarray, cx: float, top: float, bottom: float, pitch: float) -> np.ndarray:
     """Best normalised correlation of the cell around `cx` with each OCR-B template,
     allowing a few pixels of slack in both directions."""
+    return _glyph_match(ink, cx, top, bottom, pitch)[0]
+
+
+def _glyph_match(ink: np.ndarray, cx: float, top: float, bottom: float, pitch: float) -> tuple[np.ndarray, float]:
+    """`_glyph_scores`, and where the best-fitting template sat: its centre's x in `ink`."""
     tw, th = _GLYPH_SIZE
     slack_x, slack_y = 4, 3
     sx, sy = pitch / tw, (bottom - top) / th
@@ -348,8 +356,17 @@ def _glyph_scores(ink: np.ndarray, cx: float, top: float, bottom: float, pitch: 
     patch = cv2.warpAffine(ink, cv2.getAffineTransform(src, dst), (tw + 2 * slack_x, th + 2 * slack_y),
                            flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
     if patch.std() < 1e-3:
-        return np.zeros(len(_ALPHABET), np.float32)
-    return np.array([cv2.matchTemplate(patch, t, cv2.TM_CCOEFF_NORMED).max() for t in _glyphs()], np.float32)
+        return np.zeros(len(_ALPHABET), np.float32), cx
+    # normalised correlation of every template at every offset as one product (the templates
+    # are zero-mean and unit-norm, so only each window's mean and norm are needed)
+    windows = np.lib.stride_tricks.sliding_window_view(patch, (th, tw)).reshape(-1, th * tw)
+    windows = windows - windows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(windows, axis=1)
+    corr = (windows @ _glyphs().reshape(len(_ALPHABET), -1).T) / np.maximum(norms, 1e-6)[:, None]
+    at = corr.argmax(axis=0)
+    scores = corr[at, np.arange(len(_ALPHABET))].astype(np.float32)
+    best_x = int(at[int(scores.argmax())]) % (2 * slack_x + 1)
+    return scores, cx + (best_x - slack_x) * sx
 
 
 def _baseline(ink: np.ndarray) -> float:
@@ -415,6 +432,7 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
     if not fitted:
         centres, pitches, fitted = _cell_centres(cells, runs, width, pitch, lp)
     if fitted:  # place the engine's symbols again, now that every cell's position is known
+        centres, pitches = _refine(ink, centres, pitches, top, bottom)
         cells, runs = _place(symbols, centres, pitches)
     text, conf, scores = [], [], []
     for i, cell in enumerate(cells):
@@ -433,7 +451,9 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
         else:
             ch, cf = cell[0], cell[1]
             margin = _GLYPH_MARGIN / 2 if _ALPHABET[best] == "<" else _GLYPH_MARGIN  # the chevron is unmistakable
-            if i not in runs and _ALPHABET[best] != ch and sc[best] > _GLYPH_SURE \
+            # a run's cells are trusted to the glyph once the grid is fitted: a run box often
+            # swallows the check digit after it
+            if (i not in runs or fitted) and _ALPHABET[best] != ch and sc[best] > _GLYPH_SURE \
                     and sc[best] - sc[_ALPHABET.index(ch)] > margin:
                 ch, cf = _ALPHABET[best], min(cf, float(sc[best]))
         if ch in _ALPHABET:  # the engine's certainty, capped by how well the OCR-B glyph fits
@@ -512,6 +532,31 @@ def _grid_from_extent(symbols: list[tuple[str, float, float, float]], ink: np.nd
     if not ((slope > 0.8 * p).all() and (slope < 1.25 * p).all()):
         return np.zeros(width), np.zeros(width), False
     return np.polyval(coef, idx), slope, True
+
+
+def _refine(ink: np.ndarray, centres: np.ndarray, pitches: np.ndarray, top: float, bottom: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Move the grid to where the glyphs are: the engine's boxes (split chevrons, a box over
+    a filler and the digit after it) can bend it by a fraction of a pitch near the line's
+    end. The quadratic is refitted to the centres of the cells whose best template fits well."""
+    idx = np.arange(len(centres), dtype=np.float64)
+    pts = []
+    for i, (c, p) in enumerate(zip(centres, pitches)):
+        sc, x = _glyph_match(ink, float(c), top, bottom, float(p))
+        if sc.max() > _GLYPH_SURE:
+            pts.append((i, x))
+    if len(pts) < len(centres) // 2:
+        return centres, pitches
+    pts = np.array(pts, np.float64)
+    coef = np.polyfit(pts[:, 0], pts[:, 1], 2)
+    resid = np.abs(np.polyval(coef, pts[:, 0]) - pts[:, 1])
+    keep = resid < 0.15 * float(np.median(pitches))
+    if keep.sum() >= len(centres) // 2:
+        coef = np.polyfit(pts[keep, 0], pts[keep, 1], 2)
+    slope = np.polyval(np.polyder(coef), idx)
+    if not ((slope > 0.8 * pitches).all() and (slope < 1.25 * pitches).all()):
+        return centres, pitches
+    return np.polyval(coef, idx), slope
 
 
 def _place(symbols: list[tuple[str, float, float, float]], centres: np.ndarray, pitches: np.ndarray
