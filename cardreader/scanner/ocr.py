@@ -587,6 +587,16 @@ _UNCHECKED_MIN = 0.6
 _FIT_FLOOR = 0.5     # a checked character whose glyph fits worse than this was cut out of the wrong cell
 _TWIN_MARGIN = 0.1   # how much better the glyph must fit than a check-digit twin's
 _TWIN_MIN = 0.4      # a twin fitting worse than this is no contender
+_TWIN_SHARP = 0.85   # ... unless the glyph fits this well and the engine, sure, read the same
+
+
+def _twin_contends(fit: float, twin: float, engine_agrees: bool) -> bool:
+    """Whether a check-digit twin fits too nearly as well as the character read. Some OCR-B
+    pairs look alike at any sharpness (0 and U correlate about 0.9): for a glyph that fits
+    sharply and that the engine read too, the twin's misfit must be 1.6 times the glyph's."""
+    if twin <= max(fit - _TWIN_MARGIN, _TWIN_MIN):
+        return False
+    return not (engine_agrees and fit >= _TWIN_SHARP and (1 - twin) >= 1.6 * (1 - fit))
 _GLYPH_SURE = 0.75  # a glyph fit below this never overrides the engine
 
 
@@ -717,7 +727,8 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
                 continue
             allowed = _DIGITS if kinds[ci] == "d" or name.endswith("_check") else _ALPHABET
             twins = [t for t in allowed if t != ch and _value(t) % 10 == _value(ch) % 10]
-            if any(sc[_ALPHABET.index(t)] > max(fit - _TWIN_MARGIN, _TWIN_MIN) for t in twins):
+            if any(_twin_contends(fit, float(sc[_ALPHABET.index(t)]), reading.text[ci] == ch and conf >= _GLYPH_SURE)
+                   for t in twins):
                 return True
             if ch != "<" and fit < _FIT_FLOOR:
                 return True

@@ -253,6 +253,21 @@ def test_check_digit_twins_must_be_told_apart_by_the_glyph():
     assert not ocr._unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "0")])))
 
 
+def test_look_alike_twins_pass_only_on_a_sharp_glyph_the_engine_read_too():
+    """0 and U (both 0 modulo 10) correlate about 0.9 in OCR-B: a sharp 0 that the engine
+    read as 0 is no ambiguity, the same fits with the engine reading something else are."""
+    lines = TRUE_TD1.split("\n")
+    col = 5 + lines[0][5:14].index("0")
+    scores = _scores(lines)
+    scores[0][col][ocr._ALPHABET.index("0")], scores[0][col][ocr._ALPHABET.index("U")] = 0.9, 0.81
+    assert not ocr._unsure(lines, "TD1", _readings(lines, scores=scores))
+    engine_read_o = [lines[0][:col] + "O" + lines[0][col + 1:], lines[1], lines[2]]
+    readings = _readings(engine_read_o, scores=scores)
+    assert ocr._unsure(lines, "TD1", readings)
+    scores[0][col][ocr._ALPHABET.index("0")] = 0.84        # not sharp enough
+    assert ocr._unsure(lines, "TD1", _readings(lines, scores=scores))
+
+
 def test_two_unsure_characters_under_one_check_digit_are_refused():
     lines = TRUE_TD1.split("\n")
     assert not ocr._unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3)]))
