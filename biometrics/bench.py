@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from .align import align, five_from_68
-from .calibrate import draw_det, pad_rates, pad_threshold, progress, read_csv
+from .calibrate import draw_det, pad_rates, pad_threshold, progress, read_csv, sha256_file
 from .detect import competing_faces, primary_face
 from .pipeline import APPEARANCE_EVERY
 from .liveness import moire_score, screen_border_sides
@@ -44,6 +44,13 @@ def add_commands(sub) -> None:
     s.add_argument("--max-faces", type=int, default=800, help="as given to train-pad (a quarter go to the test split)")
     s.add_argument("--cache", type=Path, default=None, help="face-crop cache (see train-pad)")
     s.set_defaults(func=cmd_bench_pad)
+    s = sub.add_parser("bench-pad-seq", help="sequence-level APCER per attack species / BPCER of the combined "
+                       "capture-window liveness decision; --write records the operating point")
+    s.add_argument("--data", type=Path, default=SHARED / "data")
+    s.add_argument("--sim", type=int, default=24, help="simulated attack sequences per species")
+    s.add_argument("--seed", type=int, default=950_000, help="generator seed base (held out from training)")
+    s.add_argument("--write", type=Path, default=None, help="calibration.json to record the 'pad_sequence' key in")
+    s.set_defaults(func=cmd_bench_pad_seq)
 
 
 def cmd_bench_accuracy(args) -> None:
@@ -295,3 +302,149 @@ def _pad_row(name: str, sc: np.ndarray, thr: float, live: np.ndarray, source: np
     aps = [pad_rates(sc[live], sc[m], thr)[0] if m.any() else float("nan") for _, m in subsets]
     print(f"{name:<11} {thr:8.4f} {100 * bp:6.2f}% {100 * bps[0]:5.1f}% {100 * bps[1]:5.1f}% "
           + " ".join(f"{100 * a:17.2f}%" for a in aps))
+
+
+FPS = 15.0
+
+
+def held_sheet(medium: np.ndarray, rng: np.random.Generator, n: int, still: bool = False) -> list[np.ndarray]:
+    """A printed sheet or a screen (`medium`, already made by pad_synth) held in front of the camera
+    for `n` frames: one plane under a pinhole camera, tilted up to ~12 degrees about both axes and
+    drifting, with hand tremor (or `still`: only sensor noise), on a blurred random background."""
+    H, W = 480, 640
+    h = int(rng.uniform(300, 400))
+    w = int(h * medium.shape[1] / medium.shape[0])
+    sheet = cv2.resize(medium, (w, h), interpolation=cv2.INTER_AREA)
+    bg = cv2.GaussianBlur(rng.integers(40, 200, (H // 8, W // 8, 3)).astype(np.uint8), (3, 3), 0)
+    bg = cv2.resize(bg, (W, H), interpolation=cv2.INTER_CUBIC)
+    f = 1.2 * W
+    k = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]])
+    centre = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]])
+    a0, a1 = rng.uniform(-12, 12, 2), rng.uniform(-12, 12, 2)
+    d0, d1 = rng.uniform(-30, 30, 2), rng.uniform(-30, 30, 2)
+    out = []
+    for i in range(n):
+        u = 0.0 if still else i / max(n - 1, 1)
+        ry, rx = np.radians(a0 + (a1 - a0) * u + (0 if still else rng.normal(0, 0.4, 2)))
+        r = (np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
+             @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
+        shift = d0 + (d1 - d0) * u + (0 if still else rng.normal(0, 1.0, 2))
+        m = k @ np.c_[r[:, :2], [shift[0], shift[1], f]] @ centre
+        frame = cv2.warpPerspective(sheet, m / m[2, 2], (W, H), dst=bg.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+        noise = rng.normal(0, 2.0, frame.shape)
+        out.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
+    return out
+
+
+def run_sequence(v, frames: list[np.ndarray], ref_emb: np.ndarray | None = None):
+    """The capture loop over recorded frames at FPS, stopping where the gate would; the FaceResult."""
+    from .pipeline import Capture, Reference
+    t = [0.0]
+    ref = Reference(True, embedding=ref_emb if ref_emb is not None else np.zeros(512, np.float32))
+    cap = Capture(v, ref, lambda: t[0])
+    for img in frames:
+        t[0] += 1.0 / FPS
+        if cap.step(img):
+            return cap.result(timed_out=False)
+    return cap.result(timed_out=True)
+
+
+def cmd_bench_pad_seq(args) -> None:
+    """Sequence-level PAD: each sequence runs through the capture loop as the gate runs it (challenge
+    off: the passive cues alone; the challenge is measured separately on the answering recording),
+    and the combined decision is what counts. Bona fide: pad-dev live recordings (6 people, each
+    also from 3 other starting frames). Attacks: pad-dev replays (real), simulated prints and
+    screen replays of faces-dev photos held and moved in front of the camera, and held still, with
+    generator seeds from --seed on (held out from any training), and a live person switching to
+    another mid-capture. APCER = attacks judged live; BPCER = bona fide not judged live (attack or
+    undetermined: either way the traveller is referred)."""
+    import dataclasses
+
+    from .__main__ import _verifier
+    from .calibrate import write_calibration
+    from .camera import RespondingCamera
+    from .pad_synth import ATTACKS
+    v = _verifier(args)
+    v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=False)
+    pad = args.data / "pad-dev"
+    rows = read_csv(pad / "labels.csv")
+    people = sorted({r["path"].split("/")[1] for r in rows})
+    rec = {(p, lab): [cv2.imread(str(pad / r["path"])) for r in rows
+                      if f"/{p}/" in r["path"] and r["label"] == lab] for p in people for lab in ("live", "spoof")}
+    seqs: list[tuple[str, str, list[np.ndarray], np.ndarray | None]] = []
+    for i, p in enumerate(people):
+        for k in (0, 3, 6, 9):   # the same recording from four starting frames
+            live, spoof = rec[(p, "live")], rec[(p, "spoof")]
+            seqs.append(("bona_fide", p, live[k:] + live[:k], None))
+            seqs.append(("replay_real", p, spoof[k:] + spoof[:k], None))
+        other = rec[(people[(i + 1) % len(people)], "live")]
+        seqs.append(("identity_switch", p, rec[(p, "live")][:6] + other[:6], None))
+    faces = sorted((args.data / "faces-dev" / "images").glob("*/*.jpg"))[::11][:args.sim]
+    for j, f in enumerate(faces):
+        img = cv2.imread(str(f))
+        for k, (name, gen) in enumerate(ATTACKS.items()):
+            rng = np.random.default_rng(args.seed + 10 * j + k)
+            medium = gen(img, rng)
+            seqs.append((f"{name}_sim_moved", f.parent.name, held_sheet(medium, rng, 12), None))
+            if j % 3 == 0:
+                seqs.append((f"{name}_sim_still", f.parent.name, held_sheet(medium, rng, 12, still=True), None))
+    results: list[tuple[str, str, object]] = []
+    for species, who, frames, ref in progress(seqs, len(seqs), "sequences"):
+        results.append((species, who, run_sequence(v, frames, ref)))
+    p = v.liveness_policy
+    print(f"policy: model_threshold {p.model_threshold:.4f}, moire {p.moire_threshold}, border {p.border_sides} sides, "
+          f"motion_min {p.motion_min}, planar_ratio {p.planar_ratio}, identity_min {p.identity_min}; "
+          f"PAD models on every {APPEARANCE_EVERY}nd face frame; challenge off here")
+    cues = ("pad_model_attack", "screen_moire", "screen_border", "no_natural_motion", "planar_motion", "identity_switch")
+    print(f"{'species':<22} {'n':>3} {'judged live':>11} {'attack':>7} {'undet.':>7}   cues that fired (share of sequences)")
+    report: dict[str, dict] = {}
+    for species in dict.fromkeys(s for s, _, _ in results):
+        rs = [r for s, _, r in results if s == species]
+        live = sum(r.liveness == "live" for r in rs)
+        att = sum(r.liveness == "attack" for r in rs)
+        fired = {c: sum(c in r.reasons for r in rs) / len(rs) for c in cues}
+        rate = live / len(rs) if species != "bona_fide" else 1 - live / len(rs)
+        report[species] = {"n": len(rs), ("bpcer" if species == "bona_fide" else "apcer"): round(rate, 4),
+                           "judged_live": live, "attack": att, "undetermined": len(rs) - live - att}
+        print(f"{species:<22} {len(rs):>3} {live:>11} {att:>7} {len(rs) - live - att:>7}   "
+              + ", ".join(f"{c} {100 * x:.0f}%" for c, x in fired.items() if x))
+    bona = [r for s, _, r in results if s == "bona_fide"]
+    for s_, who, r in results:
+        if (r.liveness == "live") != (s_ == "bona_fide"):
+            c = r.liveness_cues
+            print(f"  {s_} ({who}) judged {r.liveness}: {r.reasons[:3]} model {c.get('model', 0):.3f} "
+                  f"motion {c.get('motion', 0):.4f} planar {c.get('planar', 1):.3f}/{c.get('planar_pairs', 0):.0f} "
+                  f"moire {c.get('moire', 0):.4f} people {c.get('people', 1):.0f}/{c.get('identity_checks', 0):.0f}")
+    apcer = {s: d["apcer"] for s, d in report.items() if s != "bona_fide"}
+    print("sequence-level BPCER {:.2f}% (of {}); APCER per species: {}".format(
+        100 * report["bona_fide"]["bpcer"], len(bona), ", ".join(f"{s} {100 * a:.2f}%" for s, a in apcer.items())))
+    margins = {c: [r.liveness_cues.get(c) for r in bona] for c in ("model", "motion", "planar", "moire")}
+    print("bona fide cue ranges: " + ", ".join(f"{c} {min(x):.3f}..{max(x):.3f}" for c, x in margins.items() if x))
+    # the challenge on top: the answering recording must still pass with it on
+    chal = dataclasses.replace(v.liveness_policy, challenge=True)
+    v.liveness_policy = chal
+    answered = 0
+    chip, _ = RespondingCamera.pad_dev(pad)
+    ref = v.reference(chip.read_bytes())
+    for _ in range(6):
+        _, cam = RespondingCamera.pad_dev(pad)
+        t = iter(np.arange(0.0, 100.0, 0.5 / FPS))
+        res = v.verify(cam, ref, window_s=8, clock=lambda: float(next(t)), on_guidance=lambda g: cam.respond(g.code))
+        answered += res.liveness == "live"
+    print(f"challenge on: the answering recording judged live {answered}/6 times (random kind and time); "
+          "a recorded attack cannot answer a prompt drawn at run time, so every attack above stays unaccepted")
+    if args.write:
+        write_calibration(args.write, "pad_sequence", {
+            "policy": {k: getattr(p, k) for k in ("moire_threshold", "border_sides", "motion_min", "planar_ratio",
+                                                  "planar_min_pairs", "identity_min", "min_frames")},
+            "rule": "attack if any cue fires (identity switch, single-image models mean < liveness.model_threshold, "
+                    "moire, border, no natural motion, planar motion); 'live' also needs the challenge answered "
+                    "when it is on; anything else undetermined",
+            "bpcer": report["bona_fide"]["bpcer"], "apcer": apcer, "per_species": report,
+            "challenge_answered": f"{answered}/6",
+            "dataset": {"bona_fide": "pad-dev live (6 people x 4 starting frames)",
+                        "real_attacks": "pad-dev replay (6 people x 4)",
+                        "simulated": f"pad_synth print/replay of {len(faces)} faces-dev images, seeds "
+                                     f"{args.seed}..{args.seed + 10 * len(faces)}, held and moved (held_sheet)",
+                        "labels_sha256": sha256_file(pad / "labels.csv")}})
+        print(f"operating point written to {args.write} (key pad_sequence)")

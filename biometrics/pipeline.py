@@ -362,8 +362,10 @@ class Capture:
         if live.verdict == "attack":
             return True
         thr = v.threshold
-        settled = ((live.verdict == "live" or not v.liveness_policy.enabled) and self.best_score is not None and (
-            self.best_score >= thr + EARLY_MARGIN or (self.ok_frames >= 8 and self.best_score < thr - EARLY_MARGIN)))
+        # a clear match needs liveness settled; a clear non-match refers whatever liveness would say
+        settled = self.best_score is not None and (
+            (self.best_score >= thr + EARLY_MARGIN and (live.verdict == "live" or not v.liveness_policy.enabled))
+            or (self.ok_frames >= 8 and self.best_score < thr - EARLY_MARGIN))
         if settled and emb is None and self._recognisable(q):   # the last face before deciding is checked too
             emb, t = self._embed(aligned, t)
             ev.add_identity(emb)
@@ -415,15 +417,15 @@ class Capture:
         elif not quality_ok:
             outcome = "failure_to_acquire"
             reasons = (["no_face"] if best is None else ["quality_not_met"]) + reasons
+        elif best_score < thr:
+            outcome = "no_match"
+            reasons = ["below_threshold"] + reasons
         elif live.verdict != "live" and v.liveness_policy.enabled:
             outcome = "failure_to_acquire"
             reasons = ["liveness_undetermined"] + live.reasons + reasons
-        elif best_score >= thr:
+        else:
             outcome = "match"
             reasons = live.reasons + reasons  # 'liveness_disabled' stays visible to the gate
-        else:
-            outcome = "no_match"
-            reasons = ["below_threshold"] + reasons
         measures = dict(best[2].measures) if best else {}
         if best is not None and v.pose is not None:
             measures.update(zip(("model_yaw", "model_pitch", "model_roll"), v.pose.predict(best[1], best[3].box)))

@@ -42,7 +42,9 @@ class ReaderSettings(BaseModel):
 
 
 class CameraSettings(BaseModel):
-    kind: Literal["images", "clip", "webcam"] = "images"
+    kind: Literal["images", "clip", "webcam", "recorded"] = Field(
+        "images", description="'recorded': a person filmed live (shared pad-dev data) who answers the "
+                               "kiosk's challenge prompts (biometrics.camera.RespondingCamera); source unused")
     source: str = str(SHARED / "data" / "demo" / "eileen_collins_nasa.png")
     fps: float = 15.0
     simulate_motion: bool = Field(True, description="simulated camera only: still images are played with "
@@ -70,6 +72,9 @@ class AuditSettings(BaseModel):
 
 class FaceSettings(BaseModel):
     capture_window_s: float = 8.0
+    challenge: bool = Field(True, description="ask for a blink or a small head turn (random kind and time) "
+                                              "during the capture; unanswered refers the traveller")
+    challenge_response_s: float = Field(4.0, gt=0, description="the answer must come this soon after the prompt")
     match_threshold: float | None = Field(
         None, description="cosine threshold; None takes the calibrated one from models/calibration.json")
 

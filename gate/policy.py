@@ -204,7 +204,11 @@ def _face_reasons(f: FaceEvidence, rules: PolicyRules) -> list[str]:
         r.append("face.below_policy_floor")
     if f.liveness == "attack":
         r.append("face.liveness_attack")
+        if "identity_switch" in f.reasons:
+            r.append("face.identity_switch")   # another person took over during the capture
     elif f.liveness == "undetermined":
+        if any(x.startswith("challenge_timeout") for x in f.reasons):
+            r.append("face.challenge_unanswered")
         if not rules.accept_liveness_undetermined:
             r.append("face.liveness_undetermined")
     elif f.liveness != "live":

@@ -67,6 +67,12 @@ class PreviewCamera:
     def close(self) -> None:
         self.latest = None
 
+    def respond(self, code: str) -> None:
+        """A kiosk prompt, for a simulated person who answers challenges (`RespondingCamera`)."""
+        respond = getattr(self._camera, "respond", None)
+        if respond is not None:
+            respond(code)
+
     def preview_jpeg(self) -> bytes | None:
         img = self.latest
         if img is None:
@@ -109,7 +115,9 @@ class MovingImageCamera:
 
 
 def camera_from(kind: str, source: str | list[str], fps: float = 15.0, simulate_motion: bool = True) -> Any:
-    from biometrics.camera import ImageSequenceCamera, OpenCVCamera
+    from biometrics.camera import ImageSequenceCamera, OpenCVCamera, RespondingCamera
+    if kind == "recorded":
+        return RespondingCamera.pad_dev(SHARED_DATA / "pad-dev", fps=fps, realtime=True)[1]
     if kind == "webcam":
         return OpenCVCamera(int(source) if str(source).isdigit() else source)
     if kind == "clip":
@@ -133,9 +141,14 @@ class FaceStationAdapter:
 
     def _load(self) -> None:
         try:
+            import dataclasses
+
             from biometrics.pipeline import FaceVerifier
-            self.verifier = FaceVerifier.load(self.settings.models_dir, self.settings.manifest,
-                                              threshold=self.settings.face.match_threshold)
+            f = self.settings.face
+            v = FaceVerifier.load(self.settings.models_dir, self.settings.manifest, threshold=f.match_threshold)
+            v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=f.challenge,
+                                                    challenge_response_s=f.challenge_response_s)
+            self.verifier = v
         except Exception as e:
             self.error = f"{type(e).__name__}"
             log.error("face models not loaded", extra={"error_type": type(e).__name__})
@@ -153,7 +166,11 @@ class FaceStationAdapter:
         return self._v().reference(chip_image)
 
     def verify(self, reference: Any, window_s: float, on_guidance: Callable[[Any], None]) -> Any:
-        return self._v().verify(self.camera, reference, window_s=window_s, on_guidance=on_guidance)
+        def guide(g: Any) -> None:   # to the kiosk, and to a simulated person in front of the camera
+            on_guidance(g)
+            self.camera.respond(g.code)
+
+        return self._v().verify(self.camera, reference, window_s=window_s, on_guidance=guide)
 
 
 class Lane:
@@ -443,6 +460,8 @@ class Gate:
         cam = s.camera
         if cam.kind == "webcam":
             camera = "webcam"
+        elif cam.kind == "recorded":
+            camera = "simulated camera playing a recorded live person who answers the challenge"
         else:
             camera = f"simulated camera playing {Path(str(cam.source)).name}" + (
                 " with simulated head movement" if cam.kind == "images" and cam.simulate_motion else "")
@@ -644,16 +663,14 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def recorded_live_person(tmp: Path) -> tuple[Path, list[str]]:
-    """A person recorded live by a webcam (shared pad-dev data): the first frame becomes
-    the chip photo (JPEG), the others are what the camera sees."""
-    import csv
-    root = SHARED_DATA / "pad-dev"
-    rows = [r for r in csv.DictReader((root / "labels.csv").open())
-            if "/BalveerSinghYT/" in r["path"] and r["label"] == "live"]
+def recorded_live_person(tmp: Path) -> tuple[Path, Any]:
+    """A person recorded live by a webcam (shared pad-dev data) who answers the kiosk's challenge
+    prompts: (chip photo JPEG made from his first frame, the camera that plays the others)."""
+    from biometrics.camera import RespondingCamera
+    first, camera = RespondingCamera.pad_dev(SHARED_DATA / "pad-dev", realtime=True)
     chip = tmp / "chip.jpg"
-    cv2.imwrite(str(chip), cv2.imread(str(root / rows[0]["path"])), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return chip, [str(root / r["path"]) for r in rows[1:]]
+    cv2.imwrite(str(chip), cv2.imread(str(first)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return chip, camera
 
 
 def _cmd_bench(args) -> int:
@@ -670,11 +687,11 @@ def _cmd_bench(args) -> int:
             print(f"face models not loaded: {g.face.error}")
             return 1
         g.devices.barrier._auto = 0.0   # the simulated traveller walks straight through
-        chip, frames = recorded_live_person(Path(tmp))
+        chip, _ = recorded_live_person(Path(tmp))
         card = g.lane.issue(persona_from(load_persona("demo"), face_image_path=chip))
         totals, device = [], []
         for i in range(args.n):
-            g.camera.set_source(camera_from("images", frames, settings.camera.fps, simulate_motion=False))
+            g.camera.set_source(camera_from("recorded", "", settings.camera.fps))
             g.lane.insert(card)
             t0 = time.perf_counter()
             rec = g.run_transaction()

@@ -134,8 +134,10 @@ class IdentityAnswerIn(Strict):
 
 
 class CameraIn(Strict):
-    kind: Literal["images", "clip"] = "images"
-    paths: list[str] = Field(min_length=1, max_length=50)
+    kind: Literal["images", "clip", "recorded"] = Field(
+        "images", description="'recorded': the built-in recording of a live person (shared pad-dev data, "
+                              "chip photo BalveerSinghYT/0001.png) who answers the kiosk's challenge; no paths")
+    paths: list[str] = Field(default_factory=list, max_length=50)
     simulate_motion: bool = Field(True, description="images: play them with small head movements (a live "
                                                     "person); False plays them unchanged (a photo attack)")
 
@@ -671,11 +673,17 @@ def _integrator(gate: Gate) -> APIRouter:
     @r.post("/camera", status_code=204)
     def camera(body: CameraIn) -> Response:
         from gate.station import camera_from
+        if body.kind != "recorded" and not body.paths:
+            raise HTTPException(400, "paths: at least one image or clip")
         for p in body.paths:
             if not Path(p).is_file():
                 raise HTTPException(400, "camera source file not found")
-        gate.camera.set_source(camera_from(body.kind, body.paths if body.kind == "images" else body.paths[0],
-                                           gate.settings.camera.fps, body.simulate_motion))
+        from biometrics.camera import CameraError
+        source = body.paths if body.kind == "images" else (body.paths or [""])[0]
+        try:
+            gate.camera.set_source(camera_from(body.kind, source, gate.settings.camera.fps, body.simulate_motion))
+        except CameraError:
+            raise HTTPException(400, "camera source unreadable") from None
         return Response(status_code=204)
 
     @r.post("/identity", status_code=204)

@@ -17,7 +17,6 @@ pytestmark = [pytest.mark.pcsc, pytest.mark.models]
 def test_pcsc_lane_runs_a_whole_transaction(pcscd, models_dir, shared_dir, tmp_path):
     import time
 
-    from biometrics.camera import ImageSequenceCamera
     from cardreader.lds.mrz import parse_mrz
     from cardreader.pki import TrustStore
     from cardreader.scanner import SimulatedDocumentScanner
@@ -27,7 +26,7 @@ def test_pcsc_lane_runs_a_whole_transaction(pcscd, models_dir, shared_dir, tmp_p
     from cardreader.sim.vpcd import VirtualCard
     if not (shared_dir / "data" / "pad-dev" / "labels.csv").is_file():
         pytest.skip("pad-dev data not found")
-    chip_photo, frames = recorded_live_person(tmp_path)
+    chip_photo, camera = recorded_live_person(tmp_path)   # answers the kiosk's challenge
     persona = persona_from(load_persona("demo"), face_image_path=chip_photo)
     doc = issue(persona)
     TrustStore(tmp_path / "trust").add_csca(doc.pki.csca_cert)
@@ -45,7 +44,7 @@ def test_pcsc_lane_runs_a_whole_transaction(pcscd, models_dir, shared_dir, tmp_p
             time.sleep(0.05)
         assert gate.face.ready, gate.face.error
         gate.devices.barrier._auto = 0.05
-        gate.camera.set_source(ImageSequenceCamera(frames, realtime=True))
+        gate.camera.set_source(camera)
         card = VirtualCard(SimulatedChip(doc), port=pcscd.port).start()
         try:
             assert gate.lane.wait_for_card(10.0)

@@ -5,17 +5,20 @@ frames by the real face models, the identity service asked, the decision
 committed to the SQLite audit store, and the barrier opened or the traveller
 referred.
 
-The matching traveller is a recorded live capture (pad-dev, a person filmed by a
-webcam): the card's chip photo is the first frame, the camera plays the rest as
-recorded, so face matching *and* liveness pass for real. The demo persona with
-its NASA portrait on the camera is a photo of a photo, which liveness rejects.
+The gate runs with its default settings, so the kiosk asks for a random blink or
+head turn during the capture. The matching traveller is a recorded live capture
+(pad-dev, a person filmed by a webcam, `recorded_live_person`): the card's chip
+photo is his first frame, the camera plays the others and answers the prompt
+(his recorded blink, or a head turn rendered from one of his frames), so face
+matching, liveness *and* the challenge pass for real. The same person's frames
+without the answer, his photo held still, and the demo persona's NASA portrait
+are referred.
 
 Without the models (a scripted face step, the real simulated lane and audit store):
 the traveller who lifts the card during the face capture or before the decision,
 and what `audit.keep_face_images` keeps, or keeps nowhere."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import time
 
@@ -24,7 +27,8 @@ import pytest
 
 from gate.barrier import BarrierState
 from gate.config import Settings
-from gate.station import Gate, MovingImageCamera
+from gate.station import Gate, MovingImageCamera, recorded_live_person
+
 
 @pytest.fixture(scope="module")
 def lane(models_dir, tmp_path_factory):
@@ -43,15 +47,11 @@ def lane(models_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live_person(shared_dir, tmp_path_factory):
-    """(chip photo JPEG path, camera frame paths) of one recorded live person."""
-    root = shared_dir / "data" / "pad-dev"
-    if not (root / "labels.csv").is_file():
+    """(chip photo JPEG path, a fresh camera of the recorded person who answers the challenge)."""
+    if not (shared_dir / "data" / "pad-dev" / "labels.csv").is_file():
         pytest.skip("pad-dev data not found")
-    rows = [r for r in csv.DictReader((root / "labels.csv").open())
-            if "/BalveerSinghYT/" in r["path"] and r["label"] == "live"]
-    chip = tmp_path_factory.mktemp("chip") / "chip.jpg"
-    cv2.imwrite(str(chip), cv2.imread(str(root / rows[0]["path"])), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return chip, [str(root / r["path"]) for r in rows[1:]]
+    tmp = tmp_path_factory.mktemp("chip")
+    return recorded_live_person(tmp)[0], lambda: recorded_live_person(tmp)[1]
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,9 @@ def recorded(frames):
 @pytest.mark.models
 def test_matching_traveller_passes_and_the_barrier_opens(lane, card, live_person):
     gate = lane
+    assert gate.settings.face.challenge and gate.face.verifier.liveness_policy.challenge   # on by default
     before = len(gate.devices.barrier.history)
-    rec = transact(gate, card, recorded(live_person[1]))
+    rec = transact(gate, card, live_person[1]())
     assert rec.outcome == "passed", rec.reasons
     doc, face = rec.evidence.document, rec.evidence.face
     assert doc.pa_verdict == "valid" and doc.clone_result == "passed" and doc.access_control.startswith("PACE")
@@ -117,7 +118,7 @@ def test_identity_answer_is_consulted(lane, card, live_person):
     doc = gate.lane.issued[card].persona.document_number
     gate.devices.identity.answers[doc] = ("lost_stolen", ["reported 2026-01-02"])
     try:
-        rec = transact(gate, card, recorded(live_person[1]))
+        rec = transact(gate, card, live_person[1]())
     finally:
         gate.devices.identity.answers.clear()
     assert rec.outcome == "referred" and rec.reasons == ["identity.lost_stolen"]
@@ -284,3 +285,41 @@ def test_face_images_are_persisted_only_as_configured(tmp_path, demo_dir, keep):
     gate.audit.clock = lambda: rec.started_at + dt.timedelta(days=2)
     assert gate.audit.purge().faces == 1                         # the retention job drops both
     assert c.get(f"{photo}/chip").status_code == 404 and c.get(f"{photo}/live").status_code == 404
+
+
+@pytest.mark.models
+def test_the_challenge_is_prompted_on_the_kiosk_and_answered(lane, card, live_person):
+    """The prompt reaches the kiosk's event stream (bilingual) before the outcome."""
+    gate = lane
+    events = []
+    real = gate.bus.publish
+    gate.bus.publish = lambda m: (events.append(m), real(m))
+    try:
+        rec = transact(gate, card, live_person[1]())
+    finally:
+        gate.bus.publish = real
+    prompts = [e for e in events if (e.get("guidance") or "").startswith("challenge_")]
+    assert rec.outcome == "passed", rec.reasons
+    assert prompts and prompts[0]["guidance_vi"] and prompts[0]["guidance_en"]
+    assert prompts[-1]["guidance"] == "challenge_done"
+
+
+@pytest.mark.models
+def test_the_travellers_own_photo_held_still_is_referred(lane, card, live_person):
+    """His chip photo unchanged on the camera: it matches, but it never answers and never moves."""
+    rec = transact(lane, card, recorded([str(live_person[0])]))
+    assert rec.outcome == "referred"
+    assert "face.liveness_attack" in rec.reasons or "face.challenge_unanswered" in rec.reasons, rec.reasons
+    assert lane.devices.barrier.state() is BarrierState.CLOSED
+
+
+@pytest.mark.models
+def test_the_same_person_who_does_not_answer_is_referred_with_the_reason(lane, card, shared_dir):
+    """His recorded frames with every answer clip left out: live and matching, but no answer."""
+    from biometrics.camera import RespondingCamera
+    _, mute = RespondingCamera.pad_dev(shared_dir / "data" / "pad-dev", realtime=True,
+                                       drop=("challenge_blink", "challenge_turn_left", "challenge_turn_right"))
+    rec = transact(lane, card, mute)
+    assert rec.outcome == "referred"
+    assert "face.challenge_unanswered" in rec.reasons and "face.liveness_undetermined" in rec.reasons, rec.reasons
+    assert any(r.startswith("challenge_timeout:") for r in rec.evidence.face.reasons)
