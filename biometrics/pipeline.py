@@ -118,8 +118,11 @@ class FaceVerifier:
         self.threshold = float(threshold if threshold is not None
                                else cal.get("face", {}).get("threshold", FALLBACK_THRESHOLD))
         pad = cal.get("liveness", {})
+        # the sequence operating point (bench-pad-seq --write) over the defaults, then the single-image one
+        seq = {k: v for k, v in cal.get("pad_sequence", {}).get("policy", {}).items()
+               if k in LivenessPolicy.__dataclass_fields__}
         self.liveness_policy = liveness_policy or LivenessPolicy(
-            model_threshold=float(pad.get("model_threshold", LivenessPolicy.model_threshold)))
+            **seq, model_threshold=float(pad.get("model_threshold", LivenessPolicy.model_threshold)))
         self.quality_thresholds = quality or QualityThresholds()
         self.detector = YuNetDetector(registry.session("detector", dynamic_input))
         self.recognizer = Recognizer(registry.session("recognizer"))

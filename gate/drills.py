@@ -730,7 +730,7 @@ def camera_cases(holder: list[Any], other: list[Any], still: Any) -> list[tuple[
 
 
 # A still frame with fresh sensor noise each time passes the landmark-motion cue (the detector's
-# jitter on the noise reads as natural motion): an open finding for biometrics, reported as FAIL.
+# jitter on the noise reads as natural motion); it is refused because it cannot answer the challenge.
 FROZEN_NOISY = "frozen feed: one frame with fresh sensor noise"
 # Cases only liveness can refuse: shown only for a person whose live control passes.
 LIVENESS_CASES = ("no_natural_motion", "identity_switch", "liveness")
@@ -759,12 +759,12 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
     reason in the audit record, and without an exception anywhere (no 'error.' or ':Type' reason)."""
     import cv2
 
-    from biometrics.camera import ImageSequenceCamera
+    from biometrics.camera import PAD_DEV_PERSON, ImageSequenceCamera, RespondingCamera
     from cardreader.sim.persona import load_persona
     from gate.barrier import SimulatedBarrier
     from gate.config import Settings
     from gate.policy import Policy
-    from gate.station import FaceStationAdapter, PreviewCamera, persona_from
+    from gate.station import SHARED_DATA, FaceStationAdapter, PreviewCamera, persona_from
     overrides = {"models_dir": models_dir} if models_dir else {}
     settings = Settings(data_dir=directory / "gate", integrator_api=False, **overrides)
     preview = PreviewCamera(_Feed(lambda f: iter(())))
@@ -787,7 +787,11 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 3.0, mod
         cv2.imwrite(str(chip), holder[0], [cv2.IMWRITE_JPEG_QUALITY, 90])
         card = lane.issue(persona_from(load_persona("demo"), face_image_path=chip))
         lane.insert(card)
-        control = ("control: the chip holder, live", "passed", ImageSequenceCamera(holder[1:], realtime=True), None)
+        # the gate asks for a blink or a head turn: the recorded person who answers it is the control
+        # where the holder is that person (RespondingCamera); other holders cannot answer a turn
+        feed = (RespondingCamera.pad_dev(SHARED_DATA / "pad-dev", realtime=True)[1] if name == PAD_DEV_PERSON
+                else ImageSequenceCamera(holder[1:], realtime=True))
+        control = ("control: the chip holder, live", "passed", feed, None)
         cases, control_passed = [control], False
         while cases:
             case, want, feed, face_reason = cases.pop(0)

@@ -136,7 +136,9 @@ def test_demo_portrait_held_to_the_camera_is_an_attack(lane, demo_dir, motion):
     photo = str(demo_dir / "eileen_collins_nasa.png")
     camera = MovingImageCamera([photo]) if motion else recorded([photo])
     rec = transact(gate, demo_card, camera)
-    assert rec.outcome == "referred" and "face.liveness_attack" in rec.reasons
+    # held still, the passive cues refuse it; waved about, PadNet and the cues may not, but it answers no prompt
+    refused_by = {"face.liveness_attack"} if not motion else {"face.liveness_attack", "face.challenge_unanswered"}
+    assert rec.outcome == "referred" and refused_by & set(rec.reasons), rec.reasons
     assert rec.evidence.face.score >= rec.evidence.face.threshold   # it is her face, but not her
 
 
