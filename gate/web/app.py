@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Requ
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from gate.station import Gate, OverrideError, persona_from, save_upload
 from gate.transaction import State
@@ -175,6 +176,12 @@ def create_app(gate: Gate, users: UserStore, sessions: Sessions | None = None) -
         if request.url.path.startswith(("/api/console", "/kiosk/camera")):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_down(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """The accounts' database is unreachable: nobody is signed in or let through (no 500)."""
+        log.error("database unavailable", extra={"path": request.url.path, "error_type": type(exc).__name__})
+        return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     app.include_router(_kiosk(gate))
     app.include_router(_console(gate, users, sessions))
@@ -366,6 +373,11 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
         sess = sessions.login(old, user)
         set_cookie(response, sess)
         log.info("login", extra={"user": user.username, "role": user.role, "client": client})
+        try:   # who was signed in, from where; what they then do is audited on its own
+            users.audit.append(AuditEvent(event_type="officer_login", gate_id=gate.settings.gate_id,
+                                          actor=user.username, outcome=user.role, checks={"client": client}))
+        except AuditUnavailable:
+            log.error("login not recorded: audit unavailable", extra={"user": user.username})
         return SessionOut(authenticated=True, username=user.username, role=user.role, csrf=sess.csrf,
                           can_override=user.role in override_roles)
 

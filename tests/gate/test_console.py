@@ -303,8 +303,31 @@ def test_sessions_and_lockouts_survive_a_restart(tmp_path, database_url):
         clock.t += 61                                                  # idle expiry holds across restarts
         assert again.get("/api/console/referrals").status_code == 401
         assert login(client(app2), "ada").status_code == 200           # the lockout has passed
+        assert [(r.actor, r.outcome) for r in audit2.search(event_type="officer_login")] == [
+            ("olga", "officer"), ("ada", "auditor")]
     finally:
         audit2.close()
+
+
+def test_visitors_leave_no_rows_and_old_failures_are_forgotten(env):
+    _, audit, _, clock, app = env
+    for _ in range(20):
+        assert client(app).get("/api/console/session").json()["authenticated"] is False
+    def rows(table):
+        with audit.engine.connect() as db:
+            return db.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+    assert rows("console_sessions") == 0
+    c = client(app)
+    c.cookies.set(COOKIE, "not-a-token")                  # a malformed cookie is replaced, not trusted
+    r = c.get("/api/console/session")
+    assert r.json()["authenticated"] is False and r.headers["set-cookie"].startswith(f"{COOKIE}=")
+    for _ in range(2):
+        login(client(app), "olga", "wrong password!")
+    assert rows("console_login_failures") == 2            # the account and the address
+    clock.t += 25 * 3600                                   # a day later, two failures are old news
+    login(client(app), "sam", "wrong password!")
+    login(client(app), "olga", "wrong password!")
+    assert login(client(app), "olga").status_code == 200  # 1 + 1 failures, not 3: not locked
 
 
 def test_a_fleet_shares_accounts_sessions_and_lockouts(tmp_path, database_url):
@@ -410,3 +433,16 @@ def test_users_cli_changes_are_audited(tmp_path, monkeypatch, capsys):
             ("created", True), ("role_changed", True), ("disabled", True)]
     finally:
         store.close()
+
+
+def test_the_console_fails_closed_when_its_database_is_gone(tmp_path):
+    db = tmp_path / "gone.db"
+    _, audit, users, app = console(tmp_path, f"sqlite:///{db}", Clock())
+    users.add("olga", PW, "officer")
+    c = client(app)
+    assert login(c, "olga").status_code == 200
+    audit.engine.dispose()
+    for p in tmp_path.glob("gone.db*"):
+        p.unlink()
+    assert c.get("/api/console/referrals").status_code == 503        # not signed in by default
+    assert login(client(app), "olga").status_code == 503
