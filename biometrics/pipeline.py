@@ -22,8 +22,8 @@ from .align import Landmarks68, align, five_from_68
 from .camera import Camera, CameraError
 from .detect import Face, YuNetDetector, competing_faces, dynamic_input, primary_face
 from .image import ImageError, decode_image
-from .liveness import (MINIFAS, Challenge, FrameCues, LivenessEvidence, LivenessPolicy, PadModels, moire_score,
-                       screen_border_sides)
+from .liveness import (MINIFAS, Challenge, FrameCues, LivenessDecision, LivenessEvidence, LivenessPolicy,
+                       PadModels, moire_score, screen_border_sides)
 from .models import DEFAULT_CALIBRATION, ModelRegistry
 from .quality import (GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess,
                       pose_from_landmarks)
@@ -402,6 +402,8 @@ class Capture:
     def result(self, timed_out: bool) -> FaceResult:
         v, thr, best, reasons = self.v, self.v.threshold, self.best, list(self.reasons)
         live = self.evidence.decide(final=True)
+        if live.verdict == "live" and self.doubt:   # the last check saw someone else, never confirmed either way
+            live = LivenessDecision("undetermined", live.score, ["identity_unconfirmed"], live.cues)
         timings = {k: 1000.0 * self.stage[k] / max(self.frames_used, 1) for k in STAGES}  # ms per frame
         timings["total_s"] = self.clock() - self.t_start
         best_score = self.best_score
