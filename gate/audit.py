@@ -191,8 +191,8 @@ class AuditKeys:
 
 class AuditEvent(BaseModel):
     """What the gate asks to record (event types such as decision, referral,
-    passage, override, officer_login, config_change, purge). `document`,
-    `person` and `face_image` are personal: they are hashed or encrypted
+    passage, override, officer_login, account, face_view, purge). `document`,
+    `person` and the face images are personal: they are hashed or encrypted
     before storage, never stored clear."""
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

@@ -15,9 +15,10 @@ import logging
 import subprocess
 from collections import Counter as Tally
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -448,7 +449,7 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
 
     @r.get("/api/console/records/{record_id}/photo/{which}", tags=["console"],
            responses={200: {"content": {"image/jpeg": {}}}, 403: {}, 404: {}, 503: {}})
-    def record_photo(record_id: int, which: Literal["chip", "live"],
+    def record_photo(record_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], which: Literal["chip", "live"],
                      sess: Session = Depends(role("officer", "supervisor", "auditor"))) -> Response:
         """A face image kept with an audit record (`audit.keep_face_images`): auditors see any,
         officers and supervisors this lane's referrals. Each view is itself audited."""

@@ -446,3 +446,36 @@ def test_the_console_fails_closed_when_its_database_is_gone(tmp_path):
         p.unlink()
     assert c.get("/api/console/referrals").status_code == 503        # not signed in by default
     assert login(client(app), "olga").status_code == 503
+
+
+def test_record_photos_are_for_the_right_roles_only(tmp_path, database_url):
+    """keep_face_images on: officers see the images of this lane's referrals, not of
+    passed travellers; auditors see both; nobody else; odd ids are refused cleanly."""
+    gate, audit, users, app = console(tmp_path, database_url, Clock(), keep_face_images=True)
+    try:
+        for name, role in (("olga", "officer"), ("ada", "auditor")):
+            users.add(name, PW, role)
+        referred = gate.run_transaction()
+        gate.devices.face.result = FakeFace(best_frame=np.full((40, 30, 3), 90, np.uint8))
+        passed = gate.run_transaction()
+        assert passed.outcome == "passed"
+        [ref_rec] = audit.search(transaction_id=referred.id, event_type="decision")
+        [pass_rec] = audit.search(transaction_id=passed.id, event_type="decision")
+        assert ref_rec.has_face_image and pass_rec.has_face_image
+        assert not any(r.has_face_image for r in audit.search(event_type="passage"))   # once per transaction
+        officer, auditor = client(app), client(app)
+        login(officer, "olga")
+        login(auditor, "ada")
+        url = "/api/console/records/{}/photo/{}"
+        assert client(app).get(url.format(ref_rec.id, "chip")).status_code == 401
+        assert officer.get(url.format(ref_rec.id, "chip")).content == b"\xff\xd8chip"
+        assert officer.get(url.format(pass_rec.id, "live")).status_code == 403
+        assert auditor.get(url.format(pass_rec.id, "live")).content[:2] == b"\xff\xd8"
+        for odd in ("0", "-1", str(2**64), "abc"):
+            assert officer.get(url.format(odd, "chip")).status_code == 422
+        assert officer.get(url.format(10**6, "chip")).status_code == 404
+        assert [(v.actor, v.outcome) for v in audit.search(event_type="face_view")] == [
+            ("olga", "chip"), ("ada", "live")]
+        assert [x["transaction_id"] for x in officer.get("/api/console/history").json()] == [referred.id]
+    finally:
+        audit.close()
