@@ -115,7 +115,7 @@ def replay_attack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The capturing camera: resampled (optics/scaler), sensor noise, JPEG at a random quality."""
     h, w = img.shape[:2]
-    s = rng.uniform(0.6, 1.0)
+    s = rng.uniform(0.4, 1.0)
     if s < 0.95:
         small = cv2.resize(img, (max(8, int(w * s)), max(8, int(h * s))), interpolation=cv2.INTER_AREA)
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

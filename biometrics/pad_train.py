@@ -38,12 +38,14 @@ from .models import CHECKOUT, DEFAULT_CALIBRATION, DEFAULT_MANIFEST
 from .pad_synth import ATTACKS, camera
 
 SPLITS = ("train", "calib", "test")
-PAD_PERSONS = {"train": ("BalveerSinghYT", "Krzysiek354"), "calib": ("WOLF-huo", "alexcamargoweb"),
+PAD_PERSONS = {"train": ("BalveerSinghYT", "Krzysiek354", "WOLF-huo"), "calib": ("alexcamargoweb",),
                "test": ("TrickyF0x", "VishalkrishnaBlaze")}
+PAD_VARIANTS = {"train": 4, "calib": 1, "test": 1}   # renderings per pad-dev frame (camera / attack seeds)
+PAD_SHARE = 0.35      # share of each species' training weight carried by pad-dev (webcam) samples
 SEEDS = {"train": 0, "calib": 1_000_000, "test": 2_000_000}
 SPECIES = ("bona_fide", "replay_real", "print_sim", "replay_sim")
-DATA_VERSION = "padnet-data-1"   # bump when the generator or the crop changes: invalidates caches
-DEFAULT_FEATURES = ("padnet",) + ARTEFACT_CUES
+DATA_VERSION = "padnet-data-2"   # bump when the generator or the crop changes: invalidates caches
+DEFAULT_FEATURES = ("padnet",) + ARTEFACT_CUES + ("thirdparty",)
 PADNET_FILE = "padnet.onnx"
 
 
@@ -68,14 +70,23 @@ class PadSet:
     def live(self) -> np.ndarray:
         return self.species == "bona_fide"
 
-    def species_weights(self) -> np.ndarray:
-        """Each species carries the same total weight (bona fide = all attacks together)."""
+    def species_weights(self, pad_share: float | None = None) -> np.ndarray:
+        """Each species carries the same total weight (bona fide = all attacks together); with
+        `pad_share`, the pad-dev samples of a species that has both sources carry that share of it,
+        so the few webcam captures are not drowned by the web photos."""
         w = np.zeros(len(self.species))
         attacks = [s for s in SPECIES if s != "bona_fide" and (self.species == s).any()]
         for s in SPECIES:
             m = self.species == s
-            if m.any():
-                w[m] = (1.0 if s == "bona_fide" else 1.0 / len(attacks)) / m.sum()
+            if not m.any():
+                continue
+            total = 1.0 if s == "bona_fide" else 1.0 / len(attacks)
+            pad = m & (self.source == "pad-dev")
+            if pad_share is None or not pad.any() or pad.sum() == m.sum():
+                w[m] = total / m.sum()
+            else:
+                w[pad] = total * pad_share / pad.sum()
+                w[m & ~pad] = total * (1 - pad_share) / (m & ~pad).sum()
         return w
 
     def save(self, path: Path) -> None:
@@ -101,12 +112,16 @@ def _sources(data: Path, split: str, max_faces: int):
     out = []
     for r in rows:
         person = r["path"].split("/")[1]
-        out.append(("bona_fide" if r["label"] == "live" else "replay_real", "pad-dev", f"pad:{person}", None,
-                    pad / r["path"], None))
+        real = "bona_fide" if r["label"] == "live" else "replay_real"
+        out.append((real, "pad-dev", f"pad:{person}", None, pad / r["path"], None))
+        for _ in range(PAD_VARIANTS[split] - 1):      # the same capture through other camera draws
+            seed += 1
+            out.append((real, "pad-dev", f"pad:{person}", seed, pad / r["path"], None))
         if r["label"] == "live":
             for name in ATTACKS:
-                seed += 1
-                out.append((f"{name}_sim", "pad-dev", f"pad:{person}", seed, pad / r["path"], name))
+                for _ in range(PAD_VARIANTS[split]):
+                    seed += 1
+                    out.append((f"{name}_sim", "pad-dev", f"pad:{person}", seed, pad / r["path"], name))
     ids = read_csv(data / "faces-dev" / "identities.csv")
     faces = [r for r in ids if identity_split(r["identity"]) == split]
     faces = faces[::max(1, len(faces) // max_faces)][:max_faces] if max_faces else faces
@@ -129,7 +144,7 @@ def build_split(verifier, data: Path, split: str, max_faces: int, thirdparty: bo
             continue
         if seed is not None:
             rng = np.random.default_rng(seed)
-            img = camera(ATTACKS[kind](img, rng) if kind else img, rng)
+            img = camera(ATTACKS[kind](img, rng) if kind else img, rng)   # kind None: a live/real capture re-drawn
         a = verifier.analyze(img, embed=False, retry_padded=True)
         if not a.ok:
             fta[sp] = fta.get(sp, 0) + 1
@@ -194,7 +209,7 @@ def train(train_set: PadSet, calib_set: PadSet, out: Path, epochs: int, seed: in
     rng = np.random.default_rng(seed)
     x_all = torch.from_numpy(padnet_input(train_set.crops))
     y_all = torch.from_numpy(train_set.live.astype(np.float32))
-    w_all = torch.from_numpy((train_set.species_weights() * len(train_set.species)).astype(np.float32))
+    w_all = torch.from_numpy((train_set.species_weights(PAD_SHARE) * len(train_set.species)).astype(np.float32))
     x_cal = torch.from_numpy(padnet_input(calib_set.crops))
     net = _net()
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -271,9 +286,25 @@ def register(onnx_path: Path, manifest: Path = DEFAULT_MANIFEST) -> dict:
 
 
 # ---- calibration of the fusion ---------------------------------------------------------------
-def calibrate(verifier, calib_set: PadSet, feats: tuple[str, ...], bpcer: float,
-              calibration: Path = DEFAULT_CALIBRATION, data_note: dict | None = None) -> tuple[PadFusion, float]:
-    """Fit the fusion on the calib split and set the threshold at the target BPCER; write both."""
+def webcam_thirdparty(verifier, data: Path) -> np.ndarray:
+    """Third-party scores of the pad-dev live frames of every person outside the test split (those
+    models never trained on them, so PadNet's training people may serve here)."""
+    pad = data / "pad-dev"
+    keep = set(PAD_PERSONS["train"]) | set(PAD_PERSONS["calib"])
+    out = []
+    for r in read_csv(pad / "labels.csv"):
+        if r["label"] == "live" and r["path"].split("/")[1] in keep:
+            img = cv2.imread(str(pad / r["path"]), cv2.IMREAD_COLOR)
+            a = verifier.analyze(img, embed=False, retry_padded=True) if img is not None else None
+            if a is not None and a.ok:
+                out.append(verifier.pad.thirdparty(img, a.face.box))
+    return np.array(out)
+
+
+def calibrate(verifier, calib_set: PadSet, feats: tuple[str, ...], bpcer: float, data: Path,
+              calibration: Path = DEFAULT_CALIBRATION) -> tuple[PadFusion, float]:
+    """Fit the fusion on the calib split, set its threshold at the target BPCER, and the third-party
+    veto at the same BPCER on webcam bona fide frames (`webcam_thirdparty`); write all."""
     n = len(calib_set.species)
     f = features(calib_set, padnet_logits(PadNet.from_repo().session, calib_set.crops) if "padnet" in feats
                  else np.full(n, np.nan))
@@ -285,6 +316,9 @@ def calibrate(verifier, calib_set: PadSet, feats: tuple[str, ...], bpcer: float,
     s = np.array([fusion.score(dict(zip(feats, row))) for row in X[ok]])
     live, sp = calib_set.live[ok], calib_set.species[ok]
     thr = pad_threshold(s[live], s[~live], bpcer)
+    webcam = webcam_thirdparty(verifier, data)
+    fusion.veto = (pad_threshold(webcam, np.zeros(0), bpcer), thr)
+    s = np.array([fusion.score(dict(zip(feats, row), thirdparty=tp)) for row, tp in zip(X[ok], f["thirdparty"][ok])])
     per = {k: round(pad_rates(s[live], s[sp == k], thr)[0], 5) for k in SPECIES[1:] if (sp == k).any()}
     bp = pad_rates(s[live], s[~live], thr)[1]
     rec = {"model_threshold": round(thr, 6), "bpcer_target": bpcer, "bpcer": round(bp, 5),
@@ -293,7 +327,9 @@ def calibrate(verifier, calib_set: PadSet, feats: tuple[str, ...], bpcer: float,
            "dataset": dict({"split": "calib", "pad_dev_persons": list(PAD_PERSONS["calib"]),
                             "faces_dev_identities": "sha256(identity) % 20 in 14..16",
                             "generator_seeds": f"{SEEDS['calib']}+", "counts": {k: int((sp == k).sum()) for k in SPECIES},
-                            "fta": calib_set.fta}, **(data_note or {})),
+                            "fta": calib_set.fta,
+                            "veto_bona_fide": f"{len(webcam)} pad-dev live frames of "
+                                              + ", ".join(PAD_PERSONS["train"] + PAD_PERSONS["calib"])}),
            "note": ("single-image operating point (per frame, mean over the capture window); development "
                     "data only, recalibrate on the gate's own camera")}
     write_calibration(calibration, "liveness", rec)
@@ -312,7 +348,8 @@ def record(path: Path, onnx_path: Path, train_info: dict, sets: dict[str, PadSet
                              "mirrored where it leaves the frame, INTER_AREA to 96x96 (liveness.padnet_crop)"},
            "output": {"name": "logit", "shape": [1, 1], "meaning": "> 0 = bona fide (live)"},
            "data": {"root": str(data), "version": DATA_VERSION, "max_faces_per_split": max_faces,
-                    "pad_dev_persons": PAD_PERSONS, "generator_seed_base": SEEDS,
+                    "pad_dev_persons": PAD_PERSONS, "pad_dev_renderings": PAD_VARIANTS,
+                    "pad_dev_weight_share": PAD_SHARE, "generator_seed_base": SEEDS,
                     "faces_dev_split": "sha256(identity) % 20: <14 train, 14-16 calib, 17-19 test",
                     "counts": {n: {k: int((s.species == k).sum()) for k in SPECIES} for n, s in sets.items()},
                     "not_detected": {n: s.fta for n, s in sets.items()},
@@ -343,7 +380,7 @@ def cmd_train_pad(args) -> None:
     record(out.with_suffix(".json"), out, info, sets, args.data, args.max_faces)
     print(f"{out} ({entry['bytes']} bytes, sha256 {entry['sha256'][:16]}...) pinned in {DEFAULT_MANIFEST}")
     feats = tuple(args.features.split(","))
-    _, thr = calibrate(v, sets["calib"], feats, args.bpcer)
+    _, thr = calibrate(v, sets["calib"], feats, args.bpcer, args.data)
     print(f"fusion of {', '.join(feats)} fitted on the calib split, threshold {thr:.4f} at BPCER "
           f"{args.bpcer:g}, written to {DEFAULT_CALIBRATION}")
 
@@ -352,7 +389,7 @@ def cmd_calibrate_pad(args) -> None:
     v = _verifier_without_fusion(args)
     s = load_split(v, args.data, "calib", args.max_faces // 4, args.cache)
     feats = tuple(args.features.split(","))
-    _, thr = calibrate(v, s, feats, args.bpcer, args.calibration)
+    _, thr = calibrate(v, s, feats, args.bpcer, args.data, args.calibration)
     print(f"fusion of {', '.join(feats)} fitted on the calib split ({len(s.species)} images), "
           f"threshold {thr:.4f} at BPCER {args.bpcer:g}, written to {args.calibration}")
 
@@ -367,7 +404,7 @@ def add_commands(sub, shared: Path) -> None:
                        help="fusion inputs: padnet, moire, border, glare, gamut, banding, thirdparty")
     s = sub.add_parser("train-pad", help="train PadNet (needs the train extra: torch), pin it, calibrate the fusion")
     common(s)
-    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--epochs", type=int, default=16)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=cmd_train_pad)

@@ -98,6 +98,17 @@ def test_fusion_fits_weighted_logistic_and_round_trips():
     assert abs(g.score({"a": 0.5, "b": -0.5, "c": 0.0}) - f.score({"a": 0.5, "b": -0.5, "c": 0.0})) < 1e-5
 
 
+def test_third_party_veto_keeps_a_fused_live_below_threshold():
+    f = PadFusion(("a",), np.zeros(1), np.ones(1), np.ones(1), 0.0, veto=(0.5, 0.4))
+    live_looking = {"a": 5.0}                                   # fused p(live) 0.993
+    assert abs(f.score(dict(live_looking, thirdparty=0.9)) - 0.8) < 1e-9    # capped, still above thr
+    assert f.score(dict(live_looking, thirdparty=0.45)) < 0.4   # the third-party models disagree: below thr
+    assert f.score(dict(live_looking, thirdparty=0.5)) >= 0.4
+    assert f.score({"a": -5.0, "thirdparty": 0.9}) < 0.01       # the veto never raises a score
+    g = PadFusion.from_record(json.loads(json.dumps(f.as_record())))
+    assert g.veto == (0.5, 0.4) and g.score(dict(live_looking, thirdparty=0.45)) == f.score(dict(live_looking, thirdparty=0.45))
+
+
 def test_padnet_crop_mirrors_outside_the_frame():
     img = np.zeros((100, 100, 3), np.uint8)
     img[:, :50] = 200
