@@ -46,14 +46,14 @@ def test_training_exports_an_onnx_that_matches_torch(tmp_path):
 
     from biometrics.pad_train import train
     rng = np.random.default_rng(0)
-    n = 48
+    n = 24
     crops = rng.integers(60, 200, (n, PADNET_SIZE, PADNET_SIZE, 3)).astype(np.uint8)
     species = np.array(["bona_fide", "print_sim", "replay_sim"] * (n // 3))
     crops[species != "bona_fide", ::3] = 255          # attacks carry stripes: learnable
     s = PadSet(crops, {}, np.full(n, np.nan), species, np.full(n, "faces-dev"), np.full(n, "lfw:x"), {})
     out = tmp_path / "p.onnx"
-    info = train(s, s, out, epochs=2, seed=0, threads=1)   # raises if ONNX and torch disagree
+    info = train(s, s, out, epochs=1, seed=0, threads=1)   # raises if ONNX and torch disagree
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert sess.get_inputs()[0].shape == [1, 3, PADNET_SIZE, PADNET_SIZE]
     assert np.isfinite(padnet_logits(sess, crops[:4])).all()
-    assert info["epochs"] == 2 and len(info["log"]) == 2 and info["parameters"] > 1000
+    assert info["epochs"] == 1 and len(info["log"]) == 1 and info["parameters"] > 1000
