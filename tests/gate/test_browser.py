@@ -28,9 +28,9 @@ PW = "correct horse battery"
 
 class CameraFace:
     """Looks at the simulated camera for `seconds`, asks the traveller to hold
-    still, then gives `outcome`."""
+    still, then (half way) to turn their head to the left, then gives `outcome`."""
 
-    def __init__(self, camera, seconds=1.5):
+    def __init__(self, camera, seconds=3.0):
         self.camera, self.seconds, self.outcome = camera, seconds, "match"
 
     def reference(self, image):
@@ -42,9 +42,13 @@ class CameraFace:
         guidance = type("G", (), {"code": "hold_still", "vi": "Vui lòng giữ yên", "en": "Please hold still"})()
         frames = self.camera.frames()
         on_guidance(guidance)
-        best = None
+        best, asked = None, False
         for f in frames:
             best = f.image
+            if not asked and time.monotonic() > end - self.seconds / 2:
+                from biometrics.quality import GUIDANCE
+                on_guidance(GUIDANCE["challenge_turn_left"])
+                asked = True
             if time.monotonic() > end:
                 break
         return FakeFace(outcome=self.outcome, score=0.8 if self.outcome == "match" else 0.1, best_frame=best)
@@ -124,6 +128,11 @@ def test_kiosk_walks_a_passing_and_a_referred_traveller(server, browser, tmp_pat
         wait_js(page, "document.getElementById('preview').naturalWidth > 0")
         assert page.locator("#camera").is_visible()
         shot(page, tmp_path, f"kiosk-face-{name}")
+        # the liveness challenge: shown as the one thing to do, larger and with its sign
+        page.wait_for_selector("#guidance[data-challenge='turn_left']")
+        assert page.locator("#g-en").inner_text() == "Please turn your head slightly to your left"
+        assert page.locator("#g-vi").inner_text() == "Vui lòng quay đầu nhẹ sang trái"
+        shot(page, tmp_path, f"kiosk-challenge-{name}")
         page.wait_for_selector("#msg-vi:has-text('Mời qua cổng')", timeout=15000)
         assert page.locator("#msg-en").inner_text() == "Please proceed"
         shot(page, tmp_path, f"kiosk-proceed-{name}")
