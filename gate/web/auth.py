@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -42,7 +41,6 @@ from sqlalchemy.orm import Mapped, Session as DbSession, mapped_column
 
 from gate.audit import AuditEvent, AuditKeys, AuditStore, Base, ChangeRefused
 
-Role = Literal["officer", "supervisor", "auditor"]
 ROLES: tuple[str, ...] = ("officer", "supervisor", "auditor")
 MIN_PASSWORD = 12
 FAILURES_FORGOTTEN_S = 24 * 3600      # failure counts untouched this long (and not locked) are dropped
