@@ -7,13 +7,16 @@ Three steps, each of which can say no:
    are smeared horizontally into line blobs, in the image as given and turned a
    quarter, and groups of 2-3 blobs that look like an MRZ become candidates.
 2. *Recognise.* Each line is cut out along its own rotated rectangle (so skew
-   is undone per line) and read by Tesseract's LSTM engine, restricted to
-   ``A-Z 0-9 <`` and a single text line. OCR-B is monospaced, so every symbol
-   is put in its character cell by walking the line with the local pitch
-   (perspective stretches it), which repairs the engine's dropped, doubled or
-   split symbols. Each cell is also compared with the 37 OCR-B glyphs: the
-   general-purpose English model confuses 0/O, C/0, K/<, and a clearly better
-   glyph fit overrides it; the fit also caps each character's confidence.
+   is undone per line), flattened (paper divided out, the faint background
+   whitened) and read by Tesseract's LSTM engine, restricted to
+   ``A-Z 0-9 <`` and a single text line. OCR-B is monospaced and an MRZ line
+   fills its cells, so a grid of cells is fitted from where the print starts
+   and ends, matched to the engine's symbols and to where the glyphs sit (a
+   quadratic, for perspective); every symbol then goes to its cell, which
+   repairs the engine's dropped, doubled or split symbols. Each cell is also
+   compared with the 37 OCR-B glyphs: the general-purpose English model
+   confuses 0/O, C/0, K/<, and a clearly better glyph fit overrides it; the
+   fit also caps each character's confidence.
    Upside-down candidates are read the other way round when the first reading
    does not parse.
 3. *Correct, conservatively.* A character outside its field's alphabet (a
@@ -27,6 +30,9 @@ Three steps, each of which can say no:
    `low_confidence`: names, codes and sex (no check digit), and check-digit
    twins, characters of equal value modulo 10 such as '<'/0/K or 8/S (see
    `_unsure`).
+
+The CAN (`find_cans`) is read the same way from word-sized blobs of six
+OCR-B digits; it has no check digit, so every digit must be sure.
 """
 from __future__ import annotations
 
