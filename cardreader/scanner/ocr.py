@@ -709,7 +709,8 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
     filler after a letter may also be sure one pitch right of that letter; a character there
     the engine read otherwise (a digit forced to a letter) needs a clear glyph. In checked
     fields a letter or digit whose glyph barely fits was cut from the wrong cell, and two
-    unsure ones under one check digit can cancel out, so at most one is allowed per check.
+    unsure ones (low certainty, or a glyph that fits another character better) under one
+    check digit can cancel out, so at most one is allowed per check.
     (Fillers in long runs fit their interpolated cells loosely; they only have to beat
     plausible twins.)"""
     unsure_per_check: dict[str, int] = {}
@@ -738,7 +739,11 @@ def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
                 return True
             if ch != "<" and fit < _FIT_FLOOR:
                 return True
-            if ch != "<" and conf < _UNCHECKED_MIN:
+            # one error under a check digit shows (weights 7, 3, 1 are prime to 10); two can
+            # cancel out (0 read O twice in one number): so the engine and the glyph may
+            # disagree, or the certainty be low, at one character per check digit only
+            disputed = max(float(sc[_ALPHABET.index(t)]) for t in allowed if t != ch) > fit
+            if ch != "<" and (conf < _UNCHECKED_MIN or disputed):
                 group = name.removesuffix("_check")
                 if group in ("optional_data", "optional_data_2") and fmt != "TD3":
                     group = "composite"  # only the composite check covers these

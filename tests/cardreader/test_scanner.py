@@ -283,6 +283,22 @@ def test_letter_forced_from_a_digit_without_a_clear_glyph_is_refused():
     assert not ocr._unsure(lines, "TD1", _readings(engine, scores=_scores(lines)))   # U clearly
 
 
+def test_two_characters_the_glyph_disputes_under_one_check_digit_are_refused():
+    """0 read as O twice in one document number: weights 3 and 7, 24 * 10 = 0 modulo 10,
+    the check digit holds (a severe bench image read at another scale did this)."""
+    true = build_td1(document_code="ID", issuing_state="UTO", document_number="80P0M635<", date_of_birth="900101",
+                     sex="F", date_of_expiry="300101", nationality="UTO", surname="ERIKSSON",
+                     given_names="ANNA").split("\n")
+    misread = [true[0][:6] + "O" + true[0][7] + "O" + true[0][9:], true[1], true[2]]
+    assert parse_mrz("\n".join(misread)).valid            # the check digits cannot see it
+    scores = _scores(misread, [(0, 6, "0"), (0, 8, "0")])
+    for col in (6, 8):                                     # the glyph prefers 0 to the engine's O
+        scores[0][col][ocr._ALPHABET.index("0")] = 0.97
+    assert ocr._unsure(misread, "TD1", _readings(misread, scores=scores))
+    scores[0][8][ocr._ALPHABET.index("0")] = 0.2           # one disputed character is left to the check digit
+    assert not ocr._unsure(misread, "TD1", _readings(misread, scores=scores))
+
+
 def test_unsure_filler_next_to_a_name_letter_is_refused():
     lines = TRUE_TD1.split("\n")
     end = len("ERIKSSON<<ANNA")  # the filler right after the last given-name letter
