@@ -47,8 +47,10 @@ def add_commands(sub) -> None:
     s = sub.add_parser("bench-pad-seq", help="sequence-level APCER per attack species / BPCER of the combined "
                        "capture-window liveness decision; --write records the operating point")
     s.add_argument("--data", type=Path, default=SHARED / "data")
-    s.add_argument("--sim", type=int, default=24, help="simulated attack sequences per species")
-    s.add_argument("--seed", type=int, default=950_000, help="generator seed base (held out from training)")
+    s.add_argument("--sim", type=int, default=24, help="faces-dev photos per split made into simulated attacks")
+    s.add_argument("--seed", type=int, default=950_000, help="test generator seed base (held out from training)")
+    s.add_argument("--bpcer-target", type=float, default=0.05, help="sets the sequence threshold on calibration")
+    s.add_argument("--challenge-runs", type=int, default=12, help="capture windows per challenge case")
     s.add_argument("--write", type=Path, default=None, help="calibration.json to record the 'pad_sequence' key in")
     s.set_defaults(func=cmd_bench_pad_seq)
 
@@ -349,117 +351,180 @@ def run_sequence(v, frames: list[np.ndarray], ref_emb: np.ndarray | None = None)
     return cap.result(timed_out=True)
 
 
-def cmd_bench_pad_seq(args) -> None:
-    """Sequence-level PAD: each sequence runs through the capture loop as the gate runs it (challenge
-    off: the passive cues alone; the challenge is measured separately on the answering recording),
-    and the combined decision is what counts. Bona fide: pad-dev live recordings (6 people, each
-    also from 3 other starting frames). Attacks: pad-dev replays (real), simulated prints and
-    screen replays of faces-dev photos held and moved in front of the camera, and held still, with
-    generator seeds from --seed on (held out from any training), and a live person switching to
-    another mid-capture. APCER = attacks judged live; BPCER = bona fide not judged live (attack or
-    undetermined: either way the traveller is referred)."""
-    import dataclasses
-
-    from .__main__ import _verifier
-    from .calibrate import write_calibration
-    from .camera import RespondingCamera
+def _seq_set(args, split: str, rec: dict, seed: int) -> list[tuple[str, str, list[np.ndarray]]]:
+    """Sequences of one split: pad-dev live and replay recordings of its people (each from four
+    starting frames), identity switches between them, and simulated prints/replays of faces-dev
+    photos of its identities held moved and still (generator seeds from `seed`)."""
     from .pad_synth import ATTACKS
-    v = _verifier(args)
-    v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=False)
-    pad = args.data / "pad-dev"
-    rows = read_csv(pad / "labels.csv")
-    people = sorted({r["path"].split("/")[1] for r in rows})
-    rec = {(p, lab): [cv2.imread(str(pad / r["path"])) for r in rows
-                      if f"/{p}/" in r["path"] and r["label"] == lab] for p in people for lab in ("live", "spoof")}
-    seqs: list[tuple[str, str, list[np.ndarray], np.ndarray | None]] = []
+    from .pad_train import PAD_PERSONS, identity_split
+    people = list(PAD_PERSONS[split]) if split == "test" else list(PAD_PERSONS["train"] + PAD_PERSONS["calib"])
+    seqs = []
     for i, p in enumerate(people):
         for k in (0, 3, 6, 9):   # the same recording from four starting frames
             live, spoof = rec[(p, "live")], rec[(p, "spoof")]
-            seqs.append(("bona_fide", p, live[k:] + live[:k], None))
-            seqs.append(("replay_real", p, spoof[k:] + spoof[:k], None))
-        other = rec[(people[(i + 1) % len(people)], "live")]
-        seqs.append(("identity_switch", p, rec[(p, "live")][:6] + other[:6], None))
-    faces = sorted((args.data / "faces-dev" / "images").glob("*/*.jpg"))[::11][:args.sim]
+            seqs.append(("bona_fide", p, live[k:] + live[:k]))
+            seqs.append(("replay_real", p, spoof[k:] + spoof[:k]))
+        seqs.append(("identity_switch", p, rec[(p, "live")][:6] + rec[(people[(i + 1) % len(people)], "live")][:6]))
+    faces = [f for f in sorted((args.data / "faces-dev" / "images").glob("*/*.jpg"))
+             if identity_split(f.parent.name) == split][::5][:args.sim]
     for j, f in enumerate(faces):
         img = cv2.imread(str(f))
         for k, (name, gen) in enumerate(ATTACKS.items()):
-            rng = np.random.default_rng(args.seed + 10 * j + k)
+            rng = np.random.default_rng(seed + 10 * j + k)
             medium = gen(img, rng)
-            seqs.append((f"{name}_sim_moved", f.parent.name, held_sheet(medium, rng, 12), None))
+            seqs.append((f"{name}_sim_moved", f.parent.name, held_sheet(medium, rng, 12)))
             if j % 3 == 0:
-                seqs.append((f"{name}_sim_still", f.parent.name, held_sheet(medium, rng, 12, still=True), None))
-    results: list[tuple[str, str, object]] = []
-    for species, who, frames, ref in progress(seqs, len(seqs), "sequences"):
-        results.append((species, who, run_sequence(v, frames, ref)))
-    p = v.liveness_policy
-    print(f"policy: model_threshold {p.model_threshold:.4f}, moire {p.moire_threshold}, border {p.border_sides} sides, "
-          f"motion_min {p.motion_min}, planar_ratio {p.planar_ratio}, identity_min {p.identity_min}; "
-          f"PAD models on every {APPEARANCE_EVERY}nd face frame; challenge off here")
-    cues = ("pad_model_attack", "screen_moire", "screen_border", "no_natural_motion", "planar_motion", "identity_switch")
-    print(f"{'species':<22} {'n':>3} {'judged live':>11} {'attack':>7} {'undet.':>7}   cues that fired (share of sequences)")
+                seqs.append((f"{name}_sim_still", f.parent.name, held_sheet(medium, rng, 12, still=True)))
+    return seqs
+
+
+SEQ_CUES = ("pad_model_attack", "screen_moire", "screen_border", "no_natural_motion", "planar_motion",
+            "identity_switch")
+
+
+def _seq_table(title: str, results: list[tuple[str, str, object]]) -> dict[str, dict]:
+    """Print judged live / attack / undetermined per species; APCER (attacks judged live), BPCER
+    (bona fide not judged live: either way the traveller is referred)."""
+    print(f"{title}\n{'species':<22} {'n':>3} {'judged live':>11} {'attack':>7} {'undet.':>7}   "
+          "cues that fired (share of sequences)")
     report: dict[str, dict] = {}
     for species in dict.fromkeys(s for s, _, _ in results):
         rs = [r for s, _, r in results if s == species]
         live = sum(r.liveness == "live" for r in rs)
         att = sum(r.liveness == "attack" for r in rs)
-        fired = {c: sum(c in r.reasons for r in rs) / len(rs) for c in cues}
+        fired = {c: sum(c in r.reasons for r in rs) / len(rs) for c in SEQ_CUES}
         rate = live / len(rs) if species != "bona_fide" else 1 - live / len(rs)
         report[species] = {"n": len(rs), ("bpcer" if species == "bona_fide" else "apcer"): round(rate, 4),
                            "judged_live": live, "attack": att, "undetermined": len(rs) - live - att}
         print(f"{species:<22} {len(rs):>3} {live:>11} {att:>7} {len(rs) - live - att:>7}   "
               + ", ".join(f"{c} {100 * x:.0f}%" for c, x in fired.items() if x))
-    bona = [r for s, _, r in results if s == "bona_fide"]
     for s_, who, r in results:
         if (r.liveness == "live") != (s_ == "bona_fide"):
             c = r.liveness_cues
             print(f"  {s_} ({who}) judged {r.liveness}: {r.reasons[:3]} model {c.get('model', 0):.3f} "
                   f"motion {c.get('motion', 0):.4f} planar {c.get('planar', 1):.3f}/{c.get('planar_pairs', 0):.0f} "
                   f"moire {c.get('moire', 0):.4f} people {c.get('people', 1):.0f}/{c.get('identity_checks', 0):.0f}")
+    return report
+
+
+def _challenged(v, ref, cam, answer: bool = True):
+    """One capture window with the challenge on, prompts reaching `cam` (if `answer`); the FaceResult."""
+    t = iter(np.arange(0.0, 100.0, 0.5 / FPS))
+    return v.verify(cam, ref, window_s=8, clock=lambda: float(next(t)),
+                    on_guidance=(lambda g: cam.respond(g.code)) if answer else None)
+
+
+def _self_acting_replays(pad: Path, seed: int, n: int, sway: bool) -> list[list]:
+    """Replayed videos of the answering recording's person, deaf to the prompts, that blink by
+    themselves every 3 s (`sway`: and also turn left and back, then right and back, every 2 s)."""
+    from .camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON, PAD_DEV_TURN_FROM, TURN_DEGREES, head_turn
+    d = pad / "images" / PAD_DEV_PERSON
+    neutral = [cv2.imread(str(d / f"{x}.png")) for x in PAD_DEV_NEUTRAL]
+    blink = cv2.imread(str(d / f"{PAD_DEV_BLINK[0]}.png"))
+    base = cv2.imread(str(d / f"{PAD_DEV_TURN_FROM}.png"))
+    left, right = [head_turn(base, a) for a in TURN_DEGREES], [head_turn(base, -a) for a in TURN_DEGREES]
+    out = []
+    for k in range(n):
+        rng = np.random.default_rng(seed + k)
+        loop = [neutral[i % len(neutral)] for i in range(90 if sway else 45)]
+        for at in ((0, 45) if sway else (0,)):
+            b = at + int(rng.integers(0, 43))
+            loop[b:b + 2] = [blink, blink]
+        if sway:
+            for at, clip in ((int(rng.integers(0, 26)), left), (30 + int(rng.integers(0, 26)), right),
+                             (60 + int(rng.integers(0, 26)), left)):
+                loop[at:at + len(clip)] = clip
+        out.append(loop)
+    return out
+
+
+def cmd_bench_pad_seq(args) -> None:
+    """Sequence-level PAD: each sequence runs through the capture loop as the gate runs it, and the
+    combined decision is what counts. The single-image models' evidence is the mean of their per-frame
+    p(live) over the window; its own sequence threshold is set on the calibration sequences (pad-dev
+    people outside the test split, faces-dev calib identities, calib generator seeds) at
+    --bpcer-target, then every figure is reported on the test sequences (pad-dev test people,
+    faces-dev test identities, seeds from --seed). Then the challenge (two prompted actions): the
+    answering recording, the same person turning the wrong way, replays that blink (and sway) by
+    themselves, and the test attack sequences with the challenge on."""
+    import dataclasses
+
+    from .__main__ import _verifier
+    from .calibrate import write_calibration
+    from .camera import RespondingCamera
+    from .pad_train import SEEDS
+    v = _verifier(args)
+    base = dataclasses.replace(v.liveness_policy, challenge=False)
+    pad = args.data / "pad-dev"
+    rows = read_csv(pad / "labels.csv")
+    people = sorted({r["path"].split("/")[1] for r in rows})
+    rec = {(p, lab): [cv2.imread(str(pad / r["path"])) for r in rows
+                      if f"/{p}/" in r["path"] and r["label"] == lab] for p in people for lab in ("live", "spoof")}
+
+    def run(seqs, policy, label):
+        v.liveness_policy = policy
+        return [(s, who, run_sequence(v, frames)) for s, who, frames in progress(seqs, len(seqs), label)]
+
+    calib = _seq_set(args, "calib", rec, SEEDS["calib"] + 500_000)
+    # the single-image cue silenced: each sequence's mean p(live) over the frames the gate would see
+    free = run(calib, dataclasses.replace(base, model_threshold=0.0), "calibration sequences")
+    bona = np.array([r.liveness_cues.get("model", 0.0) for s, _, r in free if s == "bona_fide"])
+    thr = float(np.quantile(bona, args.bpcer_target))
+    policy = dataclasses.replace(base, model_threshold=thr)
+    print(f"sequence threshold on the mean single-image p(live): {thr:.4f} (calibration bona fide sequences "
+          f"{len(bona)}, means {bona.min():.3f}..{bona.max():.3f}, BPCER target {100 * args.bpcer_target:.0f}%)")
+    cal_report = _seq_table("calibration sequences at that threshold:", run(calib, policy, "calibration sequences"))
+    test = _seq_set(args, "test", rec, args.seed)
+    results = run(test, policy, "test sequences")
+    print(f"policy: model_threshold {thr:.4f}, moire {policy.moire_threshold}, border {policy.border_sides} sides, "
+          f"motion_min {policy.motion_min}, planar_ratio {policy.planar_ratio}, identity_min {policy.identity_min}; "
+          f"PAD models on every {APPEARANCE_EVERY}nd face frame")
+    report = _seq_table("test sequences, challenge off (the passive cues alone):", results)
     apcer = {s: d["apcer"] for s, d in report.items() if s != "bona_fide"}
-    print("sequence-level BPCER {:.2f}% (of {}); APCER per species: {}".format(
-        100 * report["bona_fide"]["bpcer"], len(bona), ", ".join(f"{s} {100 * a:.2f}%" for s, a in apcer.items())))
-    margins = {c: [r.liveness_cues.get(c) for r in bona] for c in ("model", "motion", "planar", "moire")}
-    print("bona fide cue ranges: " + ", ".join(f"{c} {min(x):.3f}..{max(x):.3f}" for c, x in margins.items() if x))
-    # the challenge on top: the answering recording must still pass with it on
-    chal = dataclasses.replace(v.liveness_policy, challenge=True)
+    n_bona = report["bona_fide"]["n"]
+    print("test: sequence-level BPCER {:.2f}% (of {}); APCER per species: {}".format(
+        100 * report["bona_fide"]["bpcer"], n_bona, ", ".join(f"{s} {100 * a:.2f}%" for s, a in apcer.items())))
+    # the challenge on top: two prompted actions
+    chal = dataclasses.replace(policy, challenge=True)
     v.liveness_policy = chal
-    answered = 0
+    attacks = [(s, who, f) for s, who, f in test if s != "bona_fide"]
+    on = run(attacks, chal, "attacks, challenge on")
+    attacks_live = sum(r.liveness == "live" for _, _, r in on)
     chip, _ = RespondingCamera.pad_dev(pad)
     ref = v.reference(chip.read_bytes())
-    for _ in range(6):
-        _, cam = RespondingCamera.pad_dev(pad)
-        t = iter(np.arange(0.0, 100.0, 0.5 / FPS))
-        res = v.verify(cam, ref, window_s=8, clock=lambda: float(next(t)), on_guidance=lambda g: cam.respond(g.code))
-        answered += res.liveness == "live"
-    # a replayed video of the same person that blinks by itself every ~3 s, deaf to the prompts: the
-    # blink challenge can be met by chance (the single-image and screen cues are left to the table above)
-    from .camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON
-    d = pad / "images" / PAD_DEV_PERSON
-    neutral = [d / f"{n}.png" for n in PAD_DEV_NEUTRAL]
-    chance = 0
-    for k in range(12):
-        rng = np.random.default_rng(args.seed + k)
-        loop = [neutral[i % len(neutral)] for i in range(45)]
-        at = int(rng.integers(0, 43))
-        loop[at:at + 2] = [d / f"{PAD_DEV_BLINK[0]}.png"] * 2
-        t = iter(np.arange(0.0, 100.0, 0.5 / FPS))
-        res = v.verify(RespondingCamera(loop), ref, window_s=8, clock=lambda: float(next(t)))
-        chance += res.liveness == "live"
-    print(f"challenge on: the answering recording judged live {answered}/6 times (random kind and time); "
-          f"a replay that blinks by itself every 3 s, deaf to the prompts, judged live {chance}/12 times "
-          "(chance blinks inside the response window; the passive cues above are not counted here)")
+    n = args.challenge_runs
+    answered = sum(_challenged(v, ref, RespondingCamera.pad_dev(pad)[1]).liveness == "live" for _ in range(n))
+    wrong = sum(_challenged(v, ref, RespondingCamera.pad_dev(pad, wrong_side=True)[1]).liveness == "live"
+                for _ in range(n))
+    blinking = sum(_challenged(v, ref, RespondingCamera(loop)).liveness == "live"
+                   for loop in _self_acting_replays(pad, args.seed, n, sway=False))
+    swaying = sum(_challenged(v, ref, RespondingCamera(loop)).liveness == "live"
+                  for loop in _self_acting_replays(pad, args.seed + 1000, n, sway=True))
+    print(f"challenge on (two actions, random order, at least one turn to a random side; "
+          f"{chal.challenge_response_s:.1f} s each):\n"
+          f"  the answering recording judged live {answered}/{n}\n"
+          f"  the same person turning to the wrong side judged live {wrong}/{n}\n"
+          f"  a replay that blinks by itself every 3 s judged live {blinking}/{n}\n"
+          f"  a replay that blinks and turns left and right by itself judged live {swaying}/{n}\n"
+          f"  test attack sequences judged live {attacks_live}/{len(on)}")
     if args.write:
         write_calibration(args.write, "pad_sequence", {
-            "policy": {k: getattr(p, k) for k in ("moire_threshold", "border_sides", "motion_min", "planar_ratio",
-                                                  "planar_min_pairs", "identity_min", "min_frames")},
-            "rule": "attack if any cue fires (identity switch, single-image models mean < liveness.model_threshold, "
-                    "moire, border, no natural motion, planar motion); 'live' also needs the challenge answered "
-                    "when it is on; anything else undetermined",
+            "policy": {k: getattr(policy, k) for k in ("model_threshold", "moire_threshold", "border_sides",
+                                                       "motion_min", "planar_ratio", "planar_min_pairs",
+                                                       "identity_min", "min_frames")},
+            "rule": "attack if any cue fires (identity switch, mean single-image p(live) over the window < "
+                    "policy.model_threshold, moire, border, no natural motion, planar motion); 'live' also needs "
+                    "both challenge actions answered when it is on; anything else undetermined",
+            "model_threshold_fit": f"quantile {args.bpcer_target} of the mean p(live) of {len(bona)} calibration "
+                                   "bona fide sequences (the single-image cue silenced)",
             "bpcer": report["bona_fide"]["bpcer"], "apcer": apcer, "per_species": report,
-            "challenge_answered": f"{answered}/6", "challenge_met_by_chance": f"{chance}/12",
-            "dataset": {"bona_fide": "pad-dev live (6 people x 4 starting frames)",
-                        "real_attacks": "pad-dev replay (6 people x 4)",
-                        "simulated": f"pad_synth print/replay of {len(faces)} faces-dev images, seeds "
-                                     f"{args.seed}..{args.seed + 10 * len(faces)}, held and moved (held_sheet)",
+            "calibration_per_species": cal_report,
+            "challenge": {"answered": f"{answered}/{n}", "wrong_side": f"{wrong}/{n}",
+                          "self_blinking_replay": f"{blinking}/{n}", "self_swaying_replay": f"{swaying}/{n}",
+                          "test_attacks": f"{attacks_live}/{len(on)}"},
+            "dataset": {"calibration": "pad-dev train+calib people (4) x 4 starting frames, faces-dev calib "
+                                       f"identities, seeds {SEEDS['calib'] + 500_000}+",
+                        "test": f"pad-dev test people (2) x 4 starting frames, faces-dev test identities, seeds "
+                                f"{args.seed}+ (held_sheet moved and still)",
                         "labels_sha256": sha256_file(pad / "labels.csv")}})
         print(f"operating point written to {args.write} (key pad_sequence)")

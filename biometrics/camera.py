@@ -169,8 +169,9 @@ class RespondingCamera:
 
     Plays a recorded person in a loop (`neutral`); when `respond(code)` hands it a prompt for which
     it holds an answer clip (`answers`: guidance code -> frames), it plays that clip after a human
-    reaction time, then the loop again. A prompt it has no clip for is ignored, so a recording
-    without a blink cannot answer a blink. Frames are arrays or image paths."""
+    reaction time, then the loop again; each later prompt (the challenge's second action) the same
+    way. A prompt it has no clip for is ignored, so a recording without a blink cannot answer a
+    blink. Frames are arrays or image paths. Without answers it is a replay deaf to the prompts."""
 
     def __init__(self, neutral: Sequence[np.ndarray | str | Path],
                  answers: dict[str, Sequence[np.ndarray | str | Path]] | None = None, fps: float = 15.0,
@@ -182,9 +183,11 @@ class RespondingCamera:
         self._lock = threading.Lock()
 
     @classmethod
-    def pad_dev(cls, root: Path, drop: tuple[str, ...] = (), **kw) -> tuple[Path, "RespondingCamera"]:
+    def pad_dev(cls, root: Path, drop: tuple[str, ...] = (), wrong_side: bool = False,
+                **kw) -> tuple[Path, "RespondingCamera"]:
         """(chip photo path, camera) for the recorded person above; `root` is pad-dev's folder.
-        `drop` leaves answer clips out (a person who does not do what is asked)."""
+        `drop` leaves answer clips out (a person who does not do what is asked); `wrong_side`: he
+        turns right when asked left and left when asked right."""
         d = root / "images" / PAD_DEV_PERSON
 
         def paths(names):
@@ -197,8 +200,8 @@ class RespondingCamera:
             return [head_turn(img, sign * deg) for deg in TURN_DEGREES]
 
         clips = {"challenge_blink": lambda: paths(PAD_DEV_BLINK),
-                 "challenge_turn_left": lambda: turned(1),
-                 "challenge_turn_right": lambda: turned(-1)}
+                 "challenge_turn_left": lambda: turned(-1 if wrong_side else 1),
+                 "challenge_turn_right": lambda: turned(1 if wrong_side else -1)}
         return d / f"{PAD_DEV_CHIP}.png", cls(paths(PAD_DEV_NEUTRAL),
                                               {k: f() for k, f in clips.items() if k not in drop}, **kw)
 

@@ -11,7 +11,8 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`);
 * `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
             of the first frame (`planar_residuals`), which a head with depth cannot do;
-* `challenge` a randomised blink or head-turn request (`Challenge`), verified within the window;
+* `challenge` two randomised requests, a head turn to a random side and a blink or the other turn
+            (`Challenge`), each answered from rest, in order, within its response window;
 * `identity` the same person throughout: the embedded frames must not fall into two groups of
             different people (a live accomplice cannot lend liveness to a photo of the holder).
 
@@ -425,26 +426,39 @@ def planar_residuals(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
 
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
+TURNS = ("turn_left", "turn_right")
 
 
 @dataclass(frozen=True)
 class Challenge:
-    """One request to the traveller, `issue_at` seconds into the capture window.
+    """The actions asked of the traveller, one prompt after another, the first `issue_at` seconds
+    into the capture window (each next one as soon as the previous is answered).
 
-    Kind and timing are drawn from the system CSPRNG so a replayed video cannot be cut to answer
-    in time. Turns are the traveller's own left/right: turning left moves the nose to the image's
-    right, which `pose_from_landmarks` reports as a rising yaw."""
-    kind: str
+    `random` draws two different actions in a random order, at least one a head turn in a random
+    direction, from the system CSPRNG, so a replayed video cannot be cut to answer in time: a recording that
+    blinks by itself may meet a blink request by chance, never a turn to the side it was not told.
+    Turns are the traveller's own left/right: turning left moves the nose to the image's right,
+    which `pose_from_landmarks` reports as a rising yaw. `Challenge("blink", 1.0)` is one action."""
+    kinds: tuple[str, ...]
     issue_at: float
 
-    @classmethod
-    def random(cls, earliest: float = 0.5, latest: float = 2.0) -> "Challenge":
-        rng = secrets.SystemRandom()
-        return cls(rng.choice(CHALLENGES), rng.uniform(earliest, latest))
+    def __post_init__(self):
+        kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        if not kinds or any(k not in CHALLENGES for k in kinds):
+            raise ValueError(f"unknown challenge {kinds!r}")
+        object.__setattr__(self, "kinds", kinds)
 
-    @property
-    def guidance_code(self) -> str:
-        return f"challenge_{self.kind}"
+    @classmethod
+    def random(cls, earliest: float = 0.5, latest: float = 1.5) -> "Challenge":
+        rng = secrets.SystemRandom()
+        turn = rng.choice(TURNS)
+        kinds = [turn, rng.choice([k for k in CHALLENGES if k != turn])]   # two different prompts
+        rng.shuffle(kinds)
+        return cls(tuple(kinds), rng.uniform(earliest, latest))
+
+    @staticmethod
+    def guidance_code(kind: str) -> str:
+        return f"challenge_{kind}"
 
 
 @dataclass
@@ -475,9 +489,11 @@ class LivenessPolicy:
     planar_min_motion: float = 0.012 # similarity residual vs the first frame that counts as "moved"
     planar_ratio: float = 0.45       # homography/similarity residual below this = a moved flat surface
     planar_min_pairs: int = 3        # moved frames needed before the planar cue may speak
-    challenge: bool = False          # issue a random blink/turn request in the capture loop
-    challenge_response_s: float = 4.0  # the answer must come this soon after the request
+    challenge: bool = False          # ask two random actions (a turn and a blink or turn) in the capture loop
+    challenge_response_s: float = 3.0  # each action must be answered this soon after its prompt
+    challenge_settle_s: float = 0.2  # rest (eyes open, head at its baseline) seen this long after a prompt first
     turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
+    turn_back_deg: float = 6.0       # ... and back within this of the baseline ends it
     identity_min: float = 0.45       # cosine below which two frames show different people
 
 
@@ -500,39 +516,94 @@ class LivenessEvidence:
         self._planar: list[float] = []   # homography/similarity residual ratios of moved frames
         self._closed_seen = False
         self._blinks = 0
-        self._answer_closed = False
         self._yaw_before: list[float] = []
-        self.challenge_met = False
-        self.prompted_at: float | None = None
+        self.steps_met = 0               # actions of the challenge answered so far
+        self.prompted_at: float | None = None   # when the current action was shown
+        self.challenge_wrong = False     # a turn to the side not asked
+        self._last_t: float | None = None
+        self._rest_since = 0.0           # the current prompt or the last frame not at rest since
+        self._rest_landmarks: np.ndarray | None = None
+        self._ready = self._acting = self._flat_turn = False
         self._identity: list[np.ndarray] = []
 
+    @property
+    def challenge_met(self) -> bool:
+        return self.challenge is not None and self.steps_met == len(self.challenge.kinds)
+
+    @property
+    def current_kind(self) -> str | None:
+        """The action asked now (or next), None when there is none or all were answered."""
+        c = self.challenge
+        return None if c is None or self.challenge_met else c.kinds[self.steps_met]
+
+    @property
+    def challenge_failed(self) -> bool:
+        """Lost for good: a turn to the wrong side, or the current action's response window passed."""
+        p, t = self.prompted_at, self._last_t
+        late = p is not None and t is not None and t > p + self.policy.challenge_response_s
+        return self.challenge is not None and not self.challenge_met and (self.challenge_wrong or late)
+
     def prompt(self, t: float) -> None:
-        """The request was shown at `t`: answers count from here (not from the planned time, since
-        the kiosk may have been busy with other guidance), for `challenge_response_s`."""
+        """The current action is shown with the frame of time `t` (the first at `issue_at` or later,
+        each next one on the frame after the previous was answered): answers count from the next
+        frame, for `challenge_response_s`."""
         if self.prompted_at is None:
-            self.prompted_at = t
+            self.prompted_at = self._rest_since = t
 
     def _add_challenge(self, cues: FrameCues) -> None:
-        c, p = self.challenge, self.policy
-        if c is None or cues.t is None or self.challenge_met:
+        """One frame of the current action's answer. After its prompt the traveller must first be seen
+        at rest for `challenge_settle_s` (eyes open; head within `turn_back_deg` of the baseline yaw
+        measured before the first prompt), so a blink or turn already under way answers nothing; then
+        the action: eyes closed and open again, or a turn of `turn_deg` to the asked side that moves
+        the landmarks in 3-D (not one homography of the last rest frame: `planar_residuals`) and back.
+        A turn to the other side fails the challenge: a replay swaying both ways answers nothing."""
+        c, p, kind = self.challenge, self.policy, self.current_kind
+        if kind is None or cues.t is None or self.challenge_wrong:
             return
-        asked = c.issue_at if self.prompted_at is None else self.prompted_at
-        if cues.t <= asked:
-            if cues.yaw is not None:
+        self._last_t = cues.t
+        if self.prompted_at is None and (self.steps_met or cues.t >= c.issue_at):
+            self.prompt(cues.t)
+        if self.prompted_at is None or cues.t <= self.prompted_at:
+            if self.steps_met == 0 and cues.yaw is not None:
                 self._yaw_before.append(cues.yaw)
             return
-        if cues.t > asked + p.challenge_response_s:   # too late: a reply must follow the request
+        if cues.t > self.prompted_at + p.challenge_response_s:   # too late: a reply must follow the prompt
             return
-        if c.kind == "blink" and cues.eyes_open is not None:
-            if cues.eyes_open < p.eyes_closed_below:
-                self._answer_closed = True
-            elif self._answer_closed and cues.eyes_open > 0.5:
-                self.challenge_met = True
-        elif c.kind in ("turn_left", "turn_right") and cues.yaw is not None:
-            if not self._yaw_before:   # no frame before the request: the first answer frame is the baseline
-                self._yaw_before.append(cues.yaw)
-            delta = cues.yaw - float(np.median(self._yaw_before))
-            self.challenge_met = (delta if c.kind == "turn_left" else -delta) >= p.turn_deg
+        if not self._yaw_before and cues.yaw is not None:   # nothing before the prompt: this is the baseline
+            self._yaw_before.append(cues.yaw)
+        if kind == "blink":
+            eyes = cues.eyes_open
+            rest, acted, wrong = eyes is not None and eyes > 0.5, eyes is not None and eyes < p.eyes_closed_below, False
+        else:
+            d = None if cues.yaw is None else cues.yaw - float(np.median(self._yaw_before))
+            d = None if d is None else (d if kind == "turn_left" else -d)
+            rest = d is not None and abs(d) < p.turn_back_deg
+            acted, wrong = d is not None and d >= p.turn_deg, d is not None and -d >= p.turn_deg
+        if not self._ready:   # at rest for challenge_settle_s since the prompt or the last motion
+            if rest:
+                self._rest_landmarks = cues.landmarks
+                self._ready = cues.t - self._rest_since >= p.challenge_settle_s
+            else:
+                self._rest_since = cues.t
+            return
+        if wrong:
+            self.challenge_wrong = True
+        elif acted and not self._acting:
+            self._acting = kind == "blink" or self._turn_in_depth(cues.landmarks)
+            self._flat_turn |= not self._acting
+        elif self._acting and rest:
+            self.steps_met += 1
+            self.prompted_at, self._ready, self._acting = None, False, False
+        elif not self._acting and rest:
+            self._rest_landmarks = cues.landmarks
+
+    def _turn_in_depth(self, landmarks: np.ndarray) -> bool:
+        """The turned face's landmarks show parallax against the last rest frame's (68 points needed)."""
+        ref = self._rest_landmarks
+        if ref is None or len(ref) < 8 or ref.shape != landmarks.shape:
+            return False
+        sim, hom = planar_residuals(ref, landmarks)
+        return sim >= self.policy.planar_min_motion and hom / sim >= self.policy.planar_ratio
 
     def add_identity(self, embedding: np.ndarray) -> None:
         """An identity check of the last frame made after it was added (the challenge's answer)."""
@@ -610,6 +681,7 @@ class LivenessEvidence:
                 "identity_checks": float(len(self._identity))}
         if self.challenge is not None:
             cues["challenge_met"] = float(self.challenge_met)
+            cues["challenge_steps_met"] = float(self.steps_met)
         reasons: list[str] = []
         if people > 1:
             reasons.append("identity_switch")
@@ -634,7 +706,9 @@ class LivenessEvidence:
         if reasons:
             return LivenessDecision("attack", model, reasons, cues)
         if self.challenge is not None and not self.challenge_met:
-            # not answered (yet): never 'live'; at the end of the window the gate refers
-            code = "challenge_timeout" if final else "challenge_pending"
-            return LivenessDecision("undetermined", model, [f"{code}:{self.challenge.kind}"], cues)
+            # not answered (yet): never 'live'; once lost or at the end of the window the gate refers
+            code = ("challenge_wrong" if self.challenge_wrong else "challenge_timeout"
+                    if final or self.challenge_failed else "challenge_pending")
+            why = [f"{code}:{self.current_kind}"] + (["turn_not_3d"] if self._flat_turn else [])
+            return LivenessDecision("undetermined", model, why, cues)
         return LivenessDecision("live", model, [], cues)

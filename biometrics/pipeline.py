@@ -118,11 +118,12 @@ class FaceVerifier:
         self.threshold = float(threshold if threshold is not None
                                else cal.get("face", {}).get("threshold", FALLBACK_THRESHOLD))
         pad = cal.get("liveness", {})
-        # the sequence operating point (bench-pad-seq --write) over the defaults, then the single-image one
+        # the sequence operating point (bench-pad-seq --write: its own threshold on the window's mean
+        # single-image p(live)) over the single-image one, over the defaults
         seq = {k: v for k, v in cal.get("pad_sequence", {}).get("policy", {}).items()
                if k in LivenessPolicy.__dataclass_fields__}
         self.liveness_policy = liveness_policy or LivenessPolicy(
-            **seq, model_threshold=float(pad.get("model_threshold", LivenessPolicy.model_threshold)))
+            **{"model_threshold": float(pad.get("model_threshold", LivenessPolicy.model_threshold)), **seq})
         self.quality_thresholds = quality or QualityThresholds()
         self.detector = YuNetDetector(registry.session("detector", dynamic_input))
         self.recognizer = Recognizer(registry.session("recognizer"))
@@ -329,7 +330,7 @@ class Capture:
             border = screen_border_sides(img, face.box)
         identical = (self.prev_img is not None and self.prev_img.shape == img.shape
                      and np.array_equal(self.prev_img, img))
-        met_before = ev.challenge_met
+        met_before = ev.steps_met
         cues = FrameCues(model, lm68 if lm68 is not None else face.landmarks, eyes, moire, identical, border,
                          now, pose_from_landmarks(pts)[0])
         t = self._timed("liveness", t)
@@ -341,10 +342,8 @@ class Capture:
         if for_match or for_identity:
             emb, t = self._embed(aligned, t)
             cues.identity = emb
-        if self.challenge is not None and not ev.challenge_met and now >= self.challenge.issue_at:
-            ev.prompt(now)   # shown with this frame: answers count from the next one
-        ev.add(cues)
-        if ev.challenge_met and not met_before and emb is None:   # the answering face must be the same one
+        ev.add(cues)   # prompts the challenge's current action when due (shown with this frame)
+        if ev.steps_met > met_before and emb is None:   # each answering face must be the same one
             emb, t = self._embed(aligned, t)
             ev.add_identity(emb)
         self.prev_img, self.prev_face = img, face
@@ -362,7 +361,7 @@ class Capture:
                 self.best_score = s
                 self.best = (q.score + 10.0, img, q, face)  # the best matching good frame is kept as evidence
         live = ev.decide()
-        if live.verdict == "attack":
+        if live.verdict == "attack" or ev.challenge_failed:   # the gate refers either way: stop
             return True
         thr = v.threshold
         # a clear match needs liveness settled; a clear non-match refers whatever liveness would say
@@ -389,12 +388,12 @@ class Capture:
         return emb, t
 
     def _prompt(self, q: QualityReport, now: float) -> None:
-        """Kiosk guidance: a due challenge first (one instruction at a time: its answer may itself
-        fail quality, a blink the eyes-open check, a turn the pose check), then quality."""
+        """Kiosk guidance: the challenge's current action first (one instruction at a time: its answer
+        may itself fail quality, a blink the eyes-open check, a turn the pose check), then quality."""
         c, ev = self.challenge, self.evidence
         if c is not None and not ev.challenge_met and ev.prompted_at is not None:
-            self._guide(c.guidance_code)
-        elif c is not None and ev.challenge_met and self.last_guidance == c.guidance_code:
+            self._guide(Challenge.guidance_code(ev.current_kind))
+        elif c is not None and ev.challenge_met and (self.last_guidance or "").startswith("challenge_"):
             self._guide("challenge_done")
         elif q.failures:
             self._guide(q.failures[0])

@@ -72,9 +72,11 @@ class AuditSettings(BaseModel):
 
 class FaceSettings(BaseModel):
     capture_window_s: float = 8.0
-    challenge: bool = Field(True, description="ask for a blink or a small head turn (random kind and time) "
-                                              "during the capture; unanswered refers the traveller")
-    challenge_response_s: float = Field(4.0, gt=0, description="the answer must come this soon after the prompt")
+    challenge: bool = Field(True, description="ask for two actions during the capture, one after the other: a "
+                                              "small head turn to a random side and a blink or the other turn "
+                                              "(random order and time); unanswered or wrong refers the traveller")
+    challenge_response_s: float = Field(3.0, gt=0, description="each action must be answered this soon after its "
+                                        "prompt (first prompt 0.5-1.5 s in: 2 x 3 s fit the 8 s capture window)")
     match_threshold: float | None = Field(
         None, description="cosine threshold; None takes the calibrated one from models/calibration.json")
 

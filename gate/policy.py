@@ -207,7 +207,7 @@ def _face_reasons(f: FaceEvidence, rules: PolicyRules) -> list[str]:
         if "identity_switch" in f.reasons:
             r.append("face.identity_switch")   # another person took over during the capture
     elif f.liveness == "undetermined":
-        if any(x.startswith("challenge_timeout") for x in f.reasons):
+        if any(x.startswith(("challenge_timeout", "challenge_wrong")) for x in f.reasons):   # or a wrong turn
             r.append("face.challenge_unanswered")
         if not rules.accept_liveness_undetermined:
             r.append("face.liveness_undetermined")

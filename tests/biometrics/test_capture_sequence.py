@@ -107,21 +107,48 @@ def prompted(verifier, chip, cam, window_s):
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("kind", ["blink", "turn_left", "turn_right"])
-def test_a_recorded_person_answers_the_challenge_and_passes(verifier, pad_dev, monkeypatch, kind):
-    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kind, 0.8)))
+@pytest.mark.parametrize("kinds", [("turn_left", "blink"), ("blink", "turn_right"), ("turn_right", "turn_left")])
+def test_a_recorded_person_answers_both_actions_and_passes(verifier, pad_dev, monkeypatch, kinds):
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
     res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev), window_s=8)
-    assert f"challenge_{kind}" in seen and seen[-1] == "challenge_done", seen
-    assert res.liveness_cues["challenge_met"] == 1.0
+    asked = [g for g in seen if g.startswith("challenge_")]
+    assert asked == [f"challenge_{k}" for k in kinds] + ["challenge_done"], seen   # one prompt after the other
+    assert res.liveness_cues["challenge_steps_met"] == 2.0
     assert res.outcome == "match" and res.liveness == "live", res.reasons
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("kind", ["blink", "turn_left"])
-def test_without_the_asked_action_the_window_times_out_into_a_referral(verifier, pad_dev, monkeypatch, kind):
-    """The same recording, minus the clip that answers: the loop keeps playing, nothing answers."""
-    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kind, 0.8)))
-    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, drop=(f"challenge_{kind}",)), window_s=5)
-    assert f"challenge_{kind}" in seen
+@pytest.mark.parametrize("kinds", [("blink", "turn_left"), ("turn_left", "blink")])
+def test_without_one_asked_action_the_window_is_referred(verifier, pad_dev, monkeypatch, kinds):
+    """The same recording, minus the turn clip: the loop keeps playing, nothing answers the turn."""
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
+    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, drop=("challenge_turn_left",)), window_s=8)
+    assert "challenge_turn_left" in seen and "challenge_done" not in seen
     assert res.outcome == "failure_to_acquire" and res.liveness == "undetermined"
-    assert f"challenge_timeout:{kind}" in res.reasons and "timeout" in res.reasons
+    assert "challenge_timeout:turn_left" in res.reasons, res.reasons
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kinds", [("turn_left", "blink"), ("blink", "turn_right")])
+def test_a_turn_to_the_wrong_side_is_refused(verifier, pad_dev, monkeypatch, kinds):
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
+    res, _ = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, wrong_side=True), window_s=8)
+    turn = next(k for k in kinds if k.startswith("turn"))
+    assert res.liveness == "undetermined" and res.outcome == "failure_to_acquire"
+    assert f"challenge_wrong:{turn}" in res.reasons, res.reasons
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kinds", [("blink", "turn_left"), ("turn_right", "blink")])
+def test_a_replay_that_blinks_by_itself_is_refused(verifier, pad_dev, monkeypatch, kinds):
+    """A video of the holder, deaf to the prompts, blinking every second: whatever blink it shows
+    inside the blink's window, it never turns its head, let alone to the side asked."""
+    from biometrics.camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
+    d = pad_dev / "images" / PAD_DEV_PERSON
+    loop = [d / f"{n}.png" for n in PAD_DEV_NEUTRAL[:6]] + [d / f"{PAD_DEV_BLINK[0]}.png"] * 2
+    chip, _ = RespondingCamera.pad_dev(pad_dev)
+    res, seen = prompted(verifier, chip, RespondingCamera(loop), window_s=8)
+    assert "challenge_turn_left" in seen or "challenge_turn_right" in seen
+    assert res.liveness != "live" and res.outcome != "match", res.reasons
+    assert any(r.startswith("challenge_timeout:turn") for r in res.reasons), res.reasons

@@ -88,8 +88,18 @@ def _answer_frames(seed: int, eyes: list[float], yaws: list[float] | None = None
 
 
 def test_blink_after_the_request_answers_the_blink_challenge():
-    eyes = [0.9, 0.9, 0.9, 0.9, 0.05, 0.02, 0.9, 0.95]   # request at 0.6 s, blink at 1.0-1.5 s
-    ev, d = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 0.6))
+    eyes = [0.9, 0.9, 0.9, 0.9, 0.05, 0.02, 0.9, 0.95]   # request at 0.4 s, eyes open, blink at 1.0-1.5 s
+    ev, d = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 0.4))
+    assert ev.challenge_met and d.verdict == "live"
+
+
+def test_a_blink_already_under_way_at_the_request_does_not_answer_it():
+    """The eyes must be seen open for a moment after the prompt: closing at the prompt is no reply."""
+    eyes = [0.9, 0.9, 0.05, 0.05, 0.9, 0.9, 0.9, 0.9]    # request at 0.5 s, eyes shut 0.5-0.75 s
+    ev, d = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 0.5))
+    assert not ev.challenge_met and d.reasons == ["challenge_timeout:blink"]
+    eyes = [0.9, 0.9, 0.05, 0.05, 0.9, 0.9, 0.02, 0.9]    # ... then open, and a fresh blink at 1.5 s
+    ev, d = decide(_answer_frames(0, eyes), challenge=Challenge("blink", 0.5))
     assert ev.challenge_met and d.verdict == "live"
 
 
@@ -102,31 +112,61 @@ def test_blink_before_the_request_does_not_count_and_times_out_into_a_referral()
     assert early.verdict == "undetermined" and early.reasons == ["challenge_pending:blink"]
 
 
-@pytest.mark.parametrize("kind,sign,met", [("turn_left", 1, True), ("turn_right", -1, True),
-                                           ("turn_left", -1, False), ("turn_right", 1, False)])
-def test_head_turn_challenge_needs_the_asked_direction(kind, sign, met):
-    yaws = [1.0, 0.0, -1.0, 0.5] + [sign * v for v in (5.0, 10.0, 16.0, 18.0)]
-    ev, d = decide(_answer_frames(2, [0.9] * 8, yaws), challenge=Challenge(kind, 0.9))
-    assert ev.challenge_met is met
-    assert d.verdict == ("live" if met else "undetermined")
+def turn_frames(sign: int, flat: bool = False, back: bool = True, seed: int = 0) -> list[FrameCues]:
+    """A head at rest, then turning 20 degrees (sign +1: to the person's left, a rising yaw) and back,
+    4 frames a second; `flat`: a photo of it (no depth) tilted so that the yaw reads the same."""
+    rng = np.random.default_rng(seed)
+    pts = face3d()
+    if flat:
+        pts[:, 2] = 0.0
+    yaws = [0.0] * 5 + [6.0, 13.0, 20.0, 13.0] + ([4.0, 0.0, 0.0] if back else [20.0, 20.0, 20.0])
+    return [cues(project(pts, -sign * y, 0.0) + rng.normal(0, 0.3, (68, 2)), t=0.25 * i, yaw=sign * y)
+            for i, y in enumerate(yaws)]
+
+
+@pytest.mark.parametrize("kind,sign", [("turn_left", 1), ("turn_right", -1)])
+def test_head_turn_challenge_needs_the_asked_direction_in_depth_and_back(kind, sign):
+    ev, d = decide(turn_frames(sign), challenge=Challenge(kind, 0.6))
+    assert ev.challenge_met and d.verdict == "live"
+    ev, d = decide(turn_frames(-sign), challenge=Challenge(kind, 0.6))   # the other side: failed for good
+    assert ev.challenge_wrong and d.verdict == "undetermined" and d.reasons == [f"challenge_wrong:{kind}"]
+    ev, d = decide(turn_frames(sign, back=False), challenge=Challenge(kind, 0.6))   # turned, never back
+    assert not ev.challenge_met and d.reasons == [f"challenge_timeout:{kind}"]
+    ev, d = decide(turn_frames(sign, flat=True), LivenessPolicy(min_frames=4, require_motion=False,
+                                                                planar_min_pairs=99), Challenge(kind, 0.6))
+    assert not ev.challenge_met and d.reasons == [f"challenge_timeout:{kind}", "turn_not_3d"]
+
+
+def test_two_actions_are_answered_in_order_each_after_its_own_prompt():
+    left = turn_frames(1)                                  # the turn is answered (back at rest) at 2.5 s
+    blink = [cues(left[-1].landmarks, eyes=e, t=2.75 + 0.25 * i, yaw=0.0) for i, e in enumerate([0.9, 0.9, 0.05, 0.9])]
+    ev, d = decide(left + blink, challenge=Challenge(("turn_left", "blink"), 0.6))
+    assert ev.steps_met == 2 and ev.challenge_met and d.verdict == "live"
+    ev, d = decide(left + blink, challenge=Challenge(("blink", "turn_left"), 0.6))   # asked in the other order:
+    assert ev.steps_met == 1 and d.reasons == ["challenge_timeout:turn_left"]       # the turn came before its prompt
 
 
 def test_attack_cues_win_over_an_answered_challenge():
     # a photo answers nothing by itself, but even a "met" challenge cannot outvote planar motion
     frames = [cues(lm, eyes=e, t=0.25 * i) for i, (lm, e) in
               enumerate(zip(sequence(True, 4), [0.9, 0.9, 0.9, 0.02, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]))]
-    ev, d = decide(frames, challenge=Challenge("blink", 0.5))
+    ev, d = decide(frames, challenge=Challenge("blink", 0.2))
     assert ev.challenge_met and d.verdict == "attack" and "planar_motion" in d.reasons
 
 
-def test_challenges_are_random_bilingual_and_timed_inside_the_window():
-    drawn = [Challenge.random() for _ in range(200)]
-    assert {c.kind for c in drawn} == set(CHALLENGES)
+def test_challenges_are_two_random_actions_one_a_turn_bilingual_and_timed_inside_the_window():
+    drawn = [Challenge.random() for _ in range(300)]
+    assert all(len(c.kinds) == 2 and len(set(c.kinds)) == 2 for c in drawn)
+    assert all(set(c.kinds) & {"turn_left", "turn_right"} for c in drawn)
+    assert {c.kinds for c in drawn} == {(a, b) for a in CHALLENGES for b in CHALLENGES
+                                       if a != b}   # every pair, both orders
     times = [c.issue_at for c in drawn]
-    assert 0.5 <= min(times) and max(times) <= 2.0 and len(set(times)) > 150
+    assert 0.5 <= min(times) and max(times) <= 1.5 and len(set(times)) > 250
     for kind in CHALLENGES:
-        g = GUIDANCE[Challenge(kind, 1.0).guidance_code]
+        g = GUIDANCE[Challenge.guidance_code(kind)]
         assert g.vi and g.en and g.vi != g.en
+    with pytest.raises(ValueError):
+        Challenge(("blink", "smile"), 1.0)
 
 
 # ---- real images: the detector and 68-point landmark model on a photo warped by homographies ----
