@@ -519,7 +519,7 @@ class LivenessEvidence:
         self._yaw_before: list[float] = []
         self.steps_met = 0               # actions of the challenge answered so far
         self.prompted_at: float | None = None   # when the current action was shown
-        self.challenge_wrong = False     # a turn to the side not asked
+        self.challenge_wrong = False     # a turn not asked (other side, too early, during a blink)
         self._last_t: float | None = None
         self._rest_since = 0.0           # the current prompt or the last frame not at rest since
         self._rest_landmarks: np.ndarray | None = None
@@ -556,7 +556,9 @@ class LivenessEvidence:
         measured before the first prompt), so a blink or turn already under way answers nothing; then
         the action: eyes closed and open again, or a turn of `turn_deg` to the asked side that moves
         the landmarks in 3-D (not one homography of the last rest frame: `planar_residuals`) and back.
-        A turn to the other side fails the challenge: a replay swaying both ways answers nothing."""
+        Any other turn of `turn_deg` from the first prompt on (to the other side, before rest was
+        seen, while a blink is asked) fails the challenge: a replay that turns by itself, either way
+        and at any time, answers nothing."""
         c, p, kind = self.challenge, self.policy, self.current_kind
         if kind is None or cues.t is None or self.challenge_wrong:
             return
@@ -571,14 +573,19 @@ class LivenessEvidence:
             return
         if not self._yaw_before and cues.yaw is not None:   # nothing before the prompt: this is the baseline
             self._yaw_before.append(cues.yaw)
+        d = None if cues.yaw is None else cues.yaw - float(np.median(self._yaw_before))
+        turned = d is not None and abs(d) >= p.turn_deg
         if kind == "blink":
             eyes = cues.eyes_open
-            rest, acted, wrong = eyes is not None and eyes > 0.5, eyes is not None and eyes < p.eyes_closed_below, False
+            rest, acted, wrong = eyes is not None and eyes > 0.5, eyes is not None and eyes < p.eyes_closed_below, turned
         else:
-            d = None if cues.yaw is None else cues.yaw - float(np.median(self._yaw_before))
             d = None if d is None else (d if kind == "turn_left" else -d)
             rest = d is not None and abs(d) < p.turn_back_deg
-            acted, wrong = d is not None and d >= p.turn_deg, d is not None and -d >= p.turn_deg
+            acted = d is not None and d >= p.turn_deg
+            wrong = turned and not (acted and self._ready)   # the other side, or before rest was seen
+        if wrong:   # a turn nobody asked for: the challenge is lost (a replay swaying by itself)
+            self.challenge_wrong = True
+            return
         if not self._ready:   # at rest for challenge_settle_s since the prompt or the last motion
             if rest:
                 self._rest_landmarks = cues.landmarks
@@ -586,9 +593,7 @@ class LivenessEvidence:
             else:
                 self._rest_since = cues.t
             return
-        if wrong:
-            self.challenge_wrong = True
-        elif acted and not self._acting:
+        if acted and not self._acting:
             self._acting = kind == "blink" or self._turn_in_depth(cues.landmarks)
             self._flat_turn |= not self._acting
         elif self._acting and rest:

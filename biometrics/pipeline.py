@@ -391,7 +391,8 @@ class Capture:
         """Kiosk guidance: the challenge's current action first (one instruction at a time: its answer
         may itself fail quality, a blink the eyes-open check, a turn the pose check), then quality."""
         c, ev = self.challenge, self.evidence
-        if c is not None and not ev.challenge_met and ev.prompted_at is not None:
+        if c is not None and not ev.challenge_met and (ev.prompted_at is not None or ev.steps_met):
+            # the next action straight after an answer (its response window opens with the next frame)
             self._guide(Challenge.guidance_code(ev.current_kind))
         elif c is not None and ev.challenge_met and (self.last_guidance or "").startswith("challenge_"):
             self._guide("challenge_done")

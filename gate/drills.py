@@ -750,7 +750,7 @@ class _Recording:
         return self.last
 
 
-def camera_drill(directory: Path, *, people: int = 1, window_s: float = 5.0, models_dir: Path | None = None,
+def camera_drill(directory: Path, *, people: int = 1, window_s: float = 8.0, models_dir: Path | None = None,
                  out=sys.stdout) -> list[dict[str, Any]]:
     """Camera faults with the real face models (the gate's `FaceStationAdapter` and `PreviewCamera`)
     against a recorded live person (pad-dev) whose first frame is the chip photo: a control that

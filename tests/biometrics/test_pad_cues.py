@@ -143,7 +143,7 @@ def test_two_actions_are_answered_in_order_each_after_its_own_prompt():
     ev, d = decide(left + blink, challenge=Challenge(("turn_left", "blink"), 0.6))
     assert ev.steps_met == 2 and ev.challenge_met and d.verdict == "live"
     ev, d = decide(left + blink, challenge=Challenge(("blink", "turn_left"), 0.6))   # asked in the other order:
-    assert ev.steps_met == 1 and d.reasons == ["challenge_timeout:turn_left"]       # the turn came before its prompt
+    assert ev.steps_met == 0 and d.reasons == ["challenge_wrong:blink"]   # a turn nobody asked for loses it
 
 
 def test_attack_cues_win_over_an_answered_challenge():

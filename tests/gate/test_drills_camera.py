@@ -17,7 +17,7 @@ def drill(models_dir, shared_dir, tmp_path_factory):
     if not (shared_dir / "data" / "pad-dev" / "labels.csv").is_file():
         pytest.skip("pad-dev data not found")
     out = io.StringIO()
-    results = camera_drill(tmp_path_factory.mktemp("camera"), people=1, window_s=5.0, models_dir=models_dir, out=out)
+    results = camera_drill(tmp_path_factory.mktemp("camera"), people=1, window_s=8.0, models_dir=models_dir, out=out)
     return {r["case"]: r for r in results}, out.getvalue()
 
 
