@@ -373,3 +373,16 @@ def test_simulated_scanner_shows_the_card_front(demo):
     assert result.ok and result.can == demo.can
     with pytest.raises(ValueError):
         SimulatedDocumentScanner(demo.mrz, side="front")        # a front needs a CAN to show
+
+
+@pytest.mark.xfail(strict=True, reason="open: wrong accepts of the last full bench-mrz run (README)")
+@pytest.mark.parametrize("fmt, level, index", [
+    ("TD3", "clean", 302),   # GUYEN<<ZOE read GUYEN<<<ZOE: a name shifted by a filler
+    ("TD2", "severe", 262),  # KWAME read <WAME: K taken for a filler in a name
+    ("TD2", "severe", 471),  # OKONKWO read OKON<WO
+    ("TD2", "severe", 436),  # optional data 206929000 read 2O6929OO0 (three O/0 under the composite alone)
+])
+def test_benchmark_images_still_wrongly_accepted(fmt, level, index):
+    s = synth.sample(random.Random(f"2026/{fmt}/{level}/{index}"), fmt, level)
+    result = read_mrz(s.image)
+    assert not result.ok or _lines(result) == s.mrz
