@@ -197,7 +197,11 @@ def _face_reasons(f: FaceEvidence, rules: PolicyRules) -> list[str]:
     if f.outcome == "failure_to_acquire":
         r.append("face.failure_to_acquire")
     elif f.outcome != "match":
-        r.append("face.no_match")
+        # the face pipeline labels an attack 'no_match' even when the faces agree; telling the officer
+        # 'no match' then would send them after the wrong question (is it the holder?) instead of the attack
+        agrees = f.score is not None and f.threshold is not None and f.score >= f.threshold
+        if not (f.liveness == "attack" and agrees):
+            r.append("face.no_match")
     elif f.score is None or f.threshold is None or f.score < f.threshold:
         r.append("face.below_threshold")   # a 'match' whose numbers disagree is not trusted
     elif rules.min_face_score is not None and f.score < rules.min_face_score:

@@ -89,3 +89,11 @@ def test_policy_loads_from_settings_and_rejects_unknown_keys(monkeypatch):
     monkeypatch.setenv("EGATE_POLICY__BOGUS", "1")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_an_attack_with_agreeing_faces_refers_for_the_attack_not_as_a_non_match():
+    attack = {**FACE.__dict__, "outcome": "no_match", "liveness": "attack"}
+    agreeing = evaluate(Evidence(DOC, FaceEvidence(**attack), ID), Policy(), TODAY)
+    assert not agreeing.open and agreeing.reasons == ["face.liveness_attack"]
+    other_person = evaluate(Evidence(DOC, FaceEvidence(**{**attack, "score": 0.2}), ID), Policy(), TODAY)
+    assert not other_person.open and other_person.reasons == ["face.no_match", "face.liveness_attack"]
