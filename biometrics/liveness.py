@@ -258,10 +258,16 @@ class PadModels:
         return f
 
     def score(self, image: np.ndarray, box) -> float:
+        return self.assess(image, box)[0]
+
+    def assess(self, image: np.ndarray, box) -> tuple[float, dict[str, float]]:
+        """The per-frame score and the artefact cues measured for it, so that the capture loop
+        uses the same moiré and border measures instead of computing them a second time."""
         if self.fusion is None:
-            return self.thirdparty(image, box)
+            return self.thirdparty(image, box), artefact_cues(image, box)
         need_tp = "thirdparty" in self.fusion.features or self.fusion.veto is not None
-        return self.fusion.score(self.features(image, box, need_tp))
+        f = self.features(image, box, need_tp)
+        return self.fusion.score(f), f
 
 
 def moire_score(face_crop: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from .camera import Camera, CameraError
 from .detect import Face, YuNetDetector, competing_faces, dynamic_input, primary_face
 from .image import ImageError, decode_image
 from .liveness import (MINIFAS, Challenge, FrameCues, LivenessDecision, LivenessEvidence, LivenessPolicy,
-                       PadModels, moire_score, screen_border_sides)
+                       PadModels)
 from .models import DEFAULT_CALIBRATION, ModelRegistry
 from .quality import (GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess,
                       pose_from_landmarks)
@@ -324,10 +324,8 @@ class Capture:
         appearance = (self.face_frames - 1) % APPEARANCE_EVERY == 0
         model = moire = border = None
         if appearance:
-            x, y, w, h = (int(max(0, c)) for c in face.box)
-            model = v.pad.score(img, face.box)
-            moire = moire_score(img[y:y + max(h, 1), x:x + max(w, 1)])
-            border = screen_border_sides(img, face.box)
+            model, measured = v.pad.assess(img, face.box)
+            moire, border = measured["moire"], int(measured["border"])
         identical = (self.prev_img is not None and self.prev_img.shape == img.shape
                      and np.array_equal(self.prev_img, img))
         met_before = ev.steps_met
