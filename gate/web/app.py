@@ -102,6 +102,11 @@ class PasswordIn(Strict):
     password: str = Field(max_length=1024)
 
 
+class OwnPasswordIn(Strict):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
 class ReferralOut(BaseModel):
     id: str
     started_at: str
@@ -374,21 +379,64 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
         sess = sessions.login(old, user)
         set_cookie(response, sess)
         log.info("login", extra={"user": user.username, "role": user.role, "client": client})
-        try:   # who was signed in, from where; what they then do is audited on its own
-            users.audit.append(AuditEvent(event_type="officer_login", gate_id=gate.settings.gate_id,
-                                          actor=user.username, outcome=user.role, checks={"client": client}))
-        except AuditUnavailable:
-            log.error("login not recorded: audit unavailable", extra={"user": user.username})
+        session_event("officer_login", user.username, user.role, client)
         return SessionOut(authenticated=True, username=user.username, role=user.role, csrf=sess.csrf,
                           can_override=user.role in override_roles)
+
+    def session_event(event_type: str, username: str, outcome: str, client: str) -> None:
+        """Who was signed in, from where, until when; what they did is audited on its own.
+        Signing in and out never wait on the audit store: a lost record is logged loudly."""
+        try:
+            users.audit.append(AuditEvent(event_type=event_type, gate_id=gate.settings.gate_id,
+                                          actor=username, outcome=outcome, checks={"client": client}))
+        except AuditUnavailable:
+            log.error("session event not recorded: audit unavailable",
+                      extra={"user": username, "action": event_type})
 
     @r.post("/api/console/logout", status_code=204, tags=["console"])
     def logout(request: Request) -> Response:
         sess = csrf(request)
         sessions.drop(sess.id)
+        if sess.user is not None:
+            session_event("officer_logout", sess.user.username, sess.user.role,
+                          request.client.host if request.client else "unknown")
         resp = Response(status_code=204)
         resp.delete_cookie(COOKIE, path="/")
         return resp
+
+    @r.post("/api/console/password", response_model=SessionOut, tags=["console"],
+            responses={400: {}, 403: {}, 429: {}, 503: {}})
+    def own_password(body: OwnPasswordIn, request: Request, response: Response,
+                     sess: Session = Depends(role("officer", "supervisor", "auditor"))) -> Any:
+        """Any signed-in user changes their own password, proving the current one first
+        (a stolen session alone cannot take the account over). Wrong current passwords
+        count towards the same lockout as logins. Every other session of the account
+        ends; this one continues under a new token."""
+        user = sess.user
+        client = request.client.host if request.client else "unknown"
+        keys = (f"user:{user.username}", f"addr:{client}")
+        wait = sessions.locked_for(*keys)
+        if wait > 0:
+            return JSONResponse({"detail": f"too many failed attempts; try again in {int(wait) + 1} s"},
+                                status_code=429, headers={"Retry-After": str(int(wait) + 1)})
+        if users.verify(user.username, body.current_password) is None:
+            sessions.failed(*keys)
+            log.warning("password change refused: wrong current password", extra={"user": user.username})
+            raise HTTPException(403, "the current password is wrong")
+        sessions.succeeded(*keys)
+        if body.new_password == body.current_password:
+            raise HTTPException(400, "the new password must differ from the current one")
+        try:
+            users.set_password(user.username, body.new_password, actor=user.username)
+        except UserError as e:
+            raise HTTPException(400, str(e))
+        except AuditUnavailable:
+            raise HTTPException(503, "audit store unavailable: the password was not changed")
+        fresh = sessions.login(None, user)     # set_password ended every session, this one too
+        set_cookie(response, fresh)
+        log.info("account changed", extra={"user": user.username, "action": "own_password"})
+        return SessionOut(authenticated=True, username=user.username, role=user.role, csrf=fresh.csrf,
+                          can_override=user.role in override_roles)
 
     def referral_out(ref: Any) -> ReferralOut:
         p = ref.record.public()

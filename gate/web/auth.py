@@ -134,16 +134,21 @@ class UserStore:
             raise UserError("no such user")
         return a
 
-    def _check_password(self, password: str) -> None:
+    @staticmethod
+    def _check_password(username: str, password: str) -> None:
+        """Length over composition rules, and no password built on the user name
+        (NIST SP 800-63B 5.1.1.2: context-specific words)."""
         if len(password) < MIN_PASSWORD:
             raise UserError(f"password must have at least {MIN_PASSWORD} characters")
+        if username.lower() in password.lower():
+            raise UserError("password must not contain the user name")
 
     def add(self, username: str, password: str, role: str, *, actor: str = "system") -> User:
         if role not in ROLES:
             raise UserError(f"role must be one of {', '.join(ROLES)}")
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", username):
             raise UserError("username: 1-64 letters, digits, '.', '_' or '-'")
-        self._check_password(password)
+        self._check_password(username, password)
         hashed, now = self.hasher.hash(password), time.time()
 
         def change(s: DbSession) -> None:
@@ -156,7 +161,7 @@ class UserStore:
 
     def set_password(self, username: str, password: str, *, actor: str = "system") -> None:
         """A new password ends every session of the user, at every gate."""
-        self._check_password(password)
+        self._check_password(username, password)
         hashed = self.hasher.hash(password)
 
         def change(s: DbSession) -> None:

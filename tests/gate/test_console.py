@@ -392,6 +392,60 @@ def test_account_management_is_audited_with_who_did_what_to_whom(env):
     assert users.get("sam").role == "supervisor"
 
 
+def test_every_user_changes_their_own_password_after_proving_the_current_one(env):
+    _, audit, users, clock, app = env
+    desk, phone = client(app), client(app)
+    login(desk, "olga")
+    login(phone, "olga")
+    url, NEW = "/api/console/password", "a brand new passphrase"
+    assert desk.post(url, json={"current_password": PW, "new_password": NEW}).status_code == 403   # no CSRF
+    assert desk.post(url, json={"current_password": "not my password", "new_password": NEW},
+                     headers=token(desk)).status_code == 403
+    for bad in (PW, "short one", "olga-is-my-name-here"):
+        r = desk.post(url, json={"current_password": PW, "new_password": bad}, headers=token(desk))
+        assert r.status_code == 400, bad
+    before = desk.cookies[COOKIE]
+    r = desk.post(url, json={"current_password": PW, "new_password": NEW}, headers=token(desk))
+    assert r.status_code == 200 and r.json()["username"] == "olga"
+    assert desk.cookies[COOKIE] != before                             # rotated: this session goes on
+    assert desk.get("/api/console/referrals").status_code == 200
+    assert phone.get("/api/console/referrals").status_code == 401      # every other session ended
+    assert login(client(app), "olga").status_code == 401
+    assert login(client(app), "olga", NEW).status_code == 200
+    own = [(r.actor, r.outcome) for r in audit.search(event_type="account") if r.checks["username"] == "olga"]
+    assert own[-1] == ("olga", "password_set")
+    assert all(NEW not in str(r.checks) for r in audit.search())
+    assert audit.verify().ok
+
+
+def test_a_stolen_session_cannot_guess_the_current_password(env):
+    *_, clock, app = env
+    thief = client(app)
+    login(thief, "olga")
+    for _ in range(3):
+        r = thief.post("/api/console/password", json={"current_password": "guess guess guess",
+                                                      "new_password": "taken over for good"},
+                       headers=token(thief))
+        assert r.status_code == 403
+    r = thief.post("/api/console/password", json={"current_password": PW, "new_password": "taken over for good"},
+                   headers=token(thief))
+    assert r.status_code == 429                                 # locked like a login, even with the right one
+    assert login(client(app), "olga").status_code == 429         # and the account's logins are locked too
+    clock.t += 31
+    assert login(client(app), "olga").status_code == 200
+
+
+def test_login_and_logout_are_audited(env):
+    _, audit, *_, app = env
+    c = client(app)
+    login(c, "ada")
+    assert c.post("/api/console/logout", headers=token(c)).status_code == 204
+    c.post("/api/console/logout", headers=token(c))            # an anonymous logout records nothing
+    events = [(r.event_type, r.actor, r.outcome) for r in audit.search()
+              if r.event_type in ("officer_login", "officer_logout")]
+    assert events == [("officer_login", "ada", "auditor"), ("officer_logout", "ada", "auditor")]
+
+
 def test_an_account_change_the_audit_cannot_record_is_not_made(env, monkeypatch):
     _, audit, users, _, app = env
     sup = client(app)

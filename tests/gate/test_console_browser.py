@@ -33,7 +33,7 @@ def server(tmp_path_factory):
     gate = Gate(settings)
     gate.face = gate.devices.face = CameraFace(gate.camera, seconds=0.3)
     users = UserStore(gate.audit, PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
-    for name, role in (("olga", "officer"), ("omar", "auditor"), ("ada", "auditor"), ("sam", "supervisor")):
+    for name, role in (("olga", "officer"), ("nora", "officer"), ("omar", "auditor"), ("ada", "auditor"), ("sam", "supervisor")):
         users.add(name, PW, role)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(gate, users), host="127.0.0.1", port=port, log_level="warning"))
@@ -66,7 +66,7 @@ def test_supervisor_changes_a_role_and_a_password(server, browser, tmp_path):  #
     row.locator("select[name=role]").select_option("officer")
     # the table is drawn again from the server once the change is made
     wait_js(page, "document.querySelector('#user-table tr[data-user=omar]') !== window.rowBefore")
-    row.locator("input[name=new-password]").fill("omar's new long password")
+    row.locator("input[name=new-password]").fill("his new long passphrase")
     row.locator("button.set-password").click()
     wait_js(page, "!document.querySelector('#user-table tr[data-user=omar] input').value")
     assert page.locator("#user-table tr[data-user=sam] select").is_disabled()     # not their own account
@@ -76,9 +76,33 @@ def test_supervisor_changes_a_role_and_a_password(server, browser, tmp_path):  #
                if r.actor == "sam"]
     assert changes == [("sam", "role_changed", "omar"), ("sam", "password_set", "omar")]
     page = browser.new_page()
-    sign_in(page, base, "omar", "omar's new long password")
+    sign_in(page, base, "omar", "his new long passphrase")
     assert page.locator("nav button[data-view=referrals]").is_visible()       # now an officer
     page.close()
+
+
+def test_an_officer_changes_her_own_password(server, browser, tmp_path):  # noqa: F811
+    gate, base = server
+    page = browser.new_page()
+    sign_in(page, base, "nora")
+    page.click("nav button[data-view=account]")
+    page.fill("#password-form input[name=current]", PW)
+    page.fill("#password-form input[name=new]", "she changed it herself")
+    page.fill("#password-form input[name=again]", "a typo in the repeat!")
+    page.click("#password-form button")
+    page.wait_for_selector("#error:has-text('differ')")
+    page.fill("#password-form input[name=again]", "she changed it herself")
+    page.click("#password-form button")
+    page.wait_for_selector("#password-done", state="visible")
+    page.click("nav button[data-view=referrals]")
+    page.wait_for_selector("#queue-count:has-text('(')")      # still signed in after the rotation
+    shot(page, tmp_path, "console-own-password")
+    page.close()
+    page = browser.new_page()
+    sign_in(page, base, "nora", "she changed it herself")
+    page.close()
+    assert [(r.actor, r.outcome) for r in gate.audit.search(event_type="account")
+            if r.checks["username"] == "nora"][-1] == ("nora", "password_set")
 
 
 def test_past_referral_shows_both_photos_to_the_officer_and_the_auditor(server, browser, tmp_path, demo_dir):  # noqa: F811

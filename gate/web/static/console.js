@@ -66,6 +66,18 @@
   $("logout").addEventListener("click", async () => { try { await api("/api/console/logout", { method: "POST" }); } catch (e) {} await loadSession(); });
   document.querySelectorAll("nav button[data-view]").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
 
+  // --- own password ---
+  $("password-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    $("password-done").hidden = true;
+    if (f.get("new") !== f.get("again")) { error("The two new passwords differ."); return; }
+    try {
+      session = await api("/api/console/password", { method: "POST", body: { current_password: f.get("current"), new_password: f.get("new") } });
+      e.target.reset(); error(""); $("password-done").hidden = false;
+    } catch (err) { error(err.message); }
+  });
+
   // --- referrals ---
   async function loadQueue() {
     try {
