@@ -1,7 +1,8 @@
 """Benchmarks (figures printed, never asserted): accuracy on the dev data, speed per stage.
 
 `bench-speed` runs, in one process on the same images and the same model files, our pipeline
-and a peer pipeline built from OpenCV's own face API (cv2.FaceDetectorYN at the frame's size +
+(every stage on every frame, and the capture loop; each in order on one thread and on the stage
+lanes side by side) and a peer pipeline built from OpenCV's own face API (cv2.FaceDetectorYN at the frame's size +
 cv2.FaceRecognizerSF.alignCrop, then the same recognizer through onnxruntime), and the dlib-based
 `face_recognition` package when it is installed.
 """
@@ -20,7 +21,6 @@ from .align import align, five_from_68
 from .calibrate import draw_det, pad_rates, pad_threshold, progress, read_csv, sha256_file
 from .detect import competing_faces, primary_face
 from .pipeline import APPEARANCE_EVERY
-from .liveness import moire_score, screen_border_sides
 from .quality import assess
 from .recognize import cosine
 
@@ -36,7 +36,7 @@ def add_commands(sub) -> None:
     s.set_defaults(func=cmd_bench_accuracy)
     s = sub.add_parser("bench-speed", help="per-stage latency, frames per second and memory vs peer pipelines")
     s.add_argument("--data", type=Path, default=SHARED / "data")
-    s.add_argument("--frames", type=int, default=60)
+    s.add_argument("--frames", type=int, default=100)
     s.set_defaults(func=cmd_bench_speed)
     s = sub.add_parser("bench-pad", help="APCER per attack species / BPCER for each single-image PAD cue, PadNet, "
                        "the fusion and the third-party models on the held-out test split; added latency")
@@ -110,21 +110,65 @@ def moving(img: np.ndarray, n: int = 20, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def every_stage(v, img: np.ndarray, ref_emb: np.ndarray, lanes) -> dict[str, float] | None:
+    """Every stage on one frame, as the capture loop runs them but all of them: detect, then the
+    face's own stages with its embedding and comparison in one call beside the single-image PAD
+    parts, on `lanes`. Milliseconds: each stage's own work, each PAD part's, and the frame's wall
+    time ('frame'); None when no face is found."""
+    t0 = time.perf_counter()
+    faces = v.detector.detect(img)
+    t1 = time.perf_counter()
+    if not faces:
+        return None
+    face = primary_face(faces, img.shape)
+
+    def face_stages() -> dict[str, float]:
+        a = time.perf_counter()
+        lm = v.landmarks.predict(img, face.box)
+        aligned = align(img, five_from_68(lm))
+        b = time.perf_counter()
+        assess(img, face, aligned, competing_faces(faces, face), v.eyes.p_open(img, lm), v.quality_thresholds)
+        c = time.perf_counter()
+        emb = v.recognizer.embed(aligned)
+        d = time.perf_counter()
+        cosine(ref_emb, emb)
+        return {"align": b - a, "quality": c - b, "embed": d - c, "compare": time.perf_counter() - d}
+
+    done, took = lanes.run({"face": face_stages, **v.pad.parts(img, face.box)})
+    spent = done.pop("face")
+    v.pad.fuse(done)
+    t2 = time.perf_counter()
+    ms = {k: 1000 * s for k, s in spent.items()}
+    ms.update({f"pad:{k}": 1000 * s for k, s in took.items() if k != "face"})
+    ms["detect"], ms["liveness"], ms["frame"] = 1000 * (t1 - t0), sum(ms[f"pad:{k}"] for k in done), 1000 * (t2 - t0)
+    return ms
+
+
+def _stats(ms: list[float]) -> str:
+    a = np.asarray(ms, np.float64)
+    if not a.size:
+        return f"{'-':>8}" * 4
+    return "".join(f"{x:8.2f}" for x in (a.mean(), *np.percentile(a, (50, 90, 99))))
+
+
 def cmd_bench_speed(args) -> None:
-    """Three pipelines on the same frames, interleaved frame by frame so a busy machine slows all
-    of them alike: (a) every stage on every frame with the square-letterboxed detector, as the
-    capture loop ran before; (b) the capture loop as it runs now (`Capture.step`: detector at the
-    frame's aspect, PAD models every APPEARANCE_EVERY-th frame, embeddings on chosen frames), per
-    stage as the mean cost per frame; (c) OpenCV's own face API as the peer."""
+    """Every pipeline on the same frames, interleaved frame by frame (the order alternating) so a
+    busy machine slows all of them alike: (a) every stage on every frame, in order on one thread and
+    on `Lanes` (the face's stages beside the PAD models on the two cores); (b) the capture loop
+    (`Capture.step`: PAD models every APPEARANCE_EVERY-th face frame, embeddings on chosen frames)
+    the same two ways; OpenCV's own face API as the peer; dlib's `face_recognition` if installed."""
+    import copy
+
     from .__main__ import _verifier
-    from .detect import YuNetDetector
-    from .models import ModelRegistry
-    from .pipeline import STAGES, Capture, Reference
+    from .liveness import screen_border_sides
+    from .pipeline import STAGES, Capture, Lanes, Reference
     v = _verifier(args)
+    one = copy.copy(v)          # the same sessions, every stage in order on the calling thread
+    one.lanes = Lanes(1)
+    ways = {"in order": one, f"{v.lanes.workers} lanes": v}
     seqs = [moving(f, 10, i) for i, f in enumerate(_frames(args.data, max(1, args.frames // 10)))]
     frames = [f for seq in seqs for f in seq]
     mdir = v.registry.models_dir
-    square = YuNetDetector(ModelRegistry(mdir, v.registry.manifest_path).session("detector"))
     det = cv2.FaceDetectorYN.create(str(mdir / v.registry.entry("detector").file), "", (640, 480), 0.6, 0.3)
     det.setInputSize((640, 480))
     try:
@@ -135,53 +179,37 @@ def cmd_bench_speed(args) -> None:
         import face_recognition  # optional, dlib-based
     except Exception:
         face_recognition = None
+    load0 = os.getloadavg()[0]
     print(f"{len(frames)} frames of 640x480 ({len(seqs)} people x 10 moving frames), {os.cpu_count()} CPU(s), "
-          f"load average {os.getloadavg()[0]:.1f}, onnxruntime intra-op threads "
-          f"{v.registry.session('detector').get_session_options().intra_op_num_threads}")
+          f"load average {load0:.1f}, onnxruntime intra-op threads "
+          f"{v.registry.session('detector').get_session_options().intra_op_num_threads} per session, "
+          f"OpenCV threads {cv2.getNumThreads()}, stage lanes {v.lanes.workers} (EGATE_STAGE_WORKERS)")
     for f in frames[:3]:
-        v.analyze(f)
-        square.detect(f)
-    before = {k: [] for k in STAGES + ("frame",)}
-    after = dict.fromkeys(STAGES, 0.0)
-    after_frames: list[float] = []
+        for w in ways.values():
+            every_stage(w, f, np.zeros(512, np.float32), w.lanes)
+    full: dict[str, list[dict[str, float]]] = {k: [] for k in ways}
+    loop: dict[str, list[dict[str, float]]] = {k: [] for k in ways}
     peer, dlib = [], []
-    n_after = 0
-    for seq in seqs:
+    for n_seq, seq in enumerate(seqs):
         ref_emb = v.analyze(seq[0]).embedding
         if ref_emb is None:
             continue
-        cap = Capture(v, Reference(True, embedding=ref_emb), time.monotonic)
-        for img in seq:
-            # (a) every stage on every frame, square letterbox
-            t0 = time.perf_counter()
-            faces = square.detect(img)
-            t1 = time.perf_counter()
-            if not faces:
-                continue
-            face = primary_face(faces, img.shape)
-            lm = v.landmarks.predict(img, face.box)
-            aligned = align(img, five_from_68(lm))
-            t2 = time.perf_counter()
-            eyes = v.eyes.p_open(img, lm)
-            assess(img, face, aligned, competing_faces(faces, face), eyes)
-            t3 = time.perf_counter()
-            v.pad.score(img, face.box)
-            x, y, w, h = (int(max(0, c)) for c in face.box)
-            moire_score(img[y:y + h, x:x + w])
-            screen_border_sides(img, face.box)
-            t4 = time.perf_counter()
-            emb = v.recognizer.embed(aligned)
-            t5 = time.perf_counter()
-            cosine(ref_emb, emb)
-            t6 = time.perf_counter()
-            for k, a, b in (("detect", t0, t1), ("align", t1, t2), ("quality", t2, t3), ("liveness", t3, t4),
-                            ("embed", t4, t5), ("compare", t5, t6), ("frame", t0, t6)):
-                before[k].append(1000 * (b - a))
-            # (b) the capture loop as it runs
-            t0 = time.perf_counter()
-            cap.step(img)
-            after_frames.append(1000 * (time.perf_counter() - t0))
-            # (c) peer: OpenCV's own face API, same detector file, same recognizer file
+        caps = {k: Capture(w, Reference(True, embedding=ref_emb), time.monotonic) for k, w in ways.items()}
+        for i, img in enumerate(seq):
+            order = list(ways) if (n_seq + i) % 2 == 0 else list(ways)[::-1]
+            for k in order:   # (a) every stage on this frame
+                ms = every_stage(ways[k], img, ref_emb, ways[k].lanes)
+                if ms is not None:
+                    full[k].append(ms)
+            for k in order:   # (b) the capture loop's step
+                cap = caps[k]
+                before = dict(cap.stage)
+                t0 = time.perf_counter()
+                cap.step(img)
+                ms = {s: 1000 * (cap.stage[s] - before[s]) for s in STAGES}
+                ms["frame"] = 1000 * (time.perf_counter() - t0)
+                loop[k].append(ms)
+            # the peer: OpenCV's own face API, same detector file, same recognizer file
             t0 = time.perf_counter()
             _, rows = det.detect(img)
             if rows is not None:
@@ -195,38 +223,43 @@ def cmd_bench_speed(args) -> None:
                 if locs:
                     face_recognition.face_encodings(rgb, locs[:1])
                 dlib.append(1000 * (time.perf_counter() - t0))
-        for k in STAGES:
-            after[k] += 1000 * cap.stage[k]
-        n_after += cap.frames_used
-    med = {k: statistics.median(ts) for k, ts in before.items()}
-    mean_after = {k: after[k] / max(n_after, 1) for k in STAGES}
-    frame_after = statistics.mean(after_frames)
-    print("per frame, ms      (a) every stage, every frame (median)   (b) capture loop now (mean per frame)")
-    for k in STAGES:
-        print(f"  {k:<9} {med[k]:10.2f}{'':30}{mean_after[k]:10.2f}")
-    print(f"  {'frame':<9} {med['frame']:10.2f} = {1000 / med['frame']:5.1f} fps{'':19}"
-          f"{frame_after:10.2f} = {1000 / frame_after:5.1f} fps  (p90 {np.percentile(after_frames, 90):.2f})")
-    core = sum(med[k] for k in ("detect", "align", "embed", "compare"))
-    print(f"  (a) detect+align+embed+compare {core:.2f} ms; (b) runs the PAD models on 1/{APPEARANCE_EVERY} "
-          f"of the face frames and embeds {100 * cap_share(after, mean_after, med):.0f}% of them")
-    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (whole process, all pipelines)")
-    p = statistics.median(peer)
-    print(f"peer (cv2.FaceDetectorYN at 640x480 + FaceRecognizerSF.alignCrop + same mfn512 via onnxruntime): "
-          f"{p:.2f} ms/frame = {1000 / p:.1f} frames/s")
-    print(f"  ratio (a) detect+align+embed+compare / peer = {core / p:.2f}; (a) whole frame / peer = "
-          f"{med['frame'] / p:.2f}; (b) whole frame / peer = {frame_after / p:.2f}")
+    print(f"ms per frame; stages are each stage's own work (with lanes they overlap, so they sum to more "
+          f"than the frame's wall time)\n{'':34}{'mean':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'fps':>8}")
+    wall = {}
+    for title, runs in (("(a) every stage, every frame", full), ("(b) capture loop (Capture.step)", loop)):
+        for k, rows in runs.items():
+            print(f"{title}, {k}")
+            for s in STAGES + tuple(sorted({p for r in rows for p in r if p.startswith("pad:")})):
+                print(f"  {s:<32}" + _stats([r.get(s, 0.0) for r in rows]))
+            fr = [r["frame"] for r in rows]
+            wall[(title[:3], k)] = fr
+            print(f"  {'whole frame (wall)':<32}" + _stats(fr) + f"{1000 / np.mean(fr):8.1f}")
+    print(f"peer: cv2.FaceDetectorYN 640x480 + FaceRecognizerSF.alignCrop + mfn512 via onnxruntime")
+    print(f"  {'whole frame (wall)':<32}" + _stats(peer) + f"{1000 / np.mean(peer):8.1f}")
+    seq_k, lane_k = list(ways)
+    pm = np.mean(peer)
+    for tag in ("(a)", "(b)"):
+        s, c = np.asarray(wall[(tag, seq_k)]), np.asarray(wall[(tag, lane_k)])
+        print(f"{tag} {lane_k} / {seq_k}: mean {c.mean() / s.mean():.2f}, p90 {np.percentile(c, 90) / np.percentile(s, 90):.2f}"
+              f"; / peer mean: {seq_k} {s.mean() / pm:.2f}, {lane_k} {c.mean() / pm:.2f}")
+    t = []
+    for img in frames[:20]:
+        faces = v.detector.detect(img)
+        if faces:
+            box = primary_face(faces, img.shape).box
+            t0 = time.perf_counter()
+            screen_border_sides(img, box)
+            t.append(1000 * (time.perf_counter() - t0))
+    print(f"border cue alone (Canny + Hough, part of pad:cues): median {statistics.median(t):.2f} ms")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (whole process); "
+          f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     if face_recognition is None:
         print("face_recognition (dlib): not installed, skipped. `pip download face_recognition dlib-bin "
               "face_recognition_models` takes seconds (dlib-bin is a prebuilt wheel, no compile)")
         return
-    q = statistics.median(dlib)
+    q = np.mean(dlib)
     print(f"face_recognition (dlib HOG + ResNet, detect + encode): {q:.2f} ms/frame = {1000 / q:.1f} frames/s; "
-          f"ratio (b) whole frame / dlib = {frame_after / q:.2f}")
-
-
-def cap_share(after: dict, mean_after: dict, med: dict) -> float:
-    """Share of frames embedded in (b): its mean embed cost per frame over (a)'s cost of one embedding."""
-    return mean_after["embed"] / max(med["embed"], 1e-9)
+          f"(b) {lane_k} / dlib = {np.mean(wall[('(b)', lane_k)]) / q:.2f}")
 
 
 CUE_SIGN = {"thirdparty": 1, "padnet": 1, "moire": -1, "border": -1, "glare": -1, "gamut": 1, "banding": -1}

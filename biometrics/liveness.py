@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,12 +229,14 @@ class PadModels:
                                  f"{self.fusion.padnet_sha256}, but models/manifest.json pins {pinned}: "
                                  "run `python -m biometrics calibrate-pad`")
 
-    def minifas_live(self, image: np.ndarray, box) -> float:
-        probs = []
-        for sess, name, scale in self.minifas:
-            x = minifas_crop(image, box, scale).astype(np.float32).transpose(2, 0, 1)[None]
-            probs.append(_softmax(sess.run(None, {name: np.ascontiguousarray(x)})[0].reshape(-1)))
-        return float(np.mean(probs, axis=0)[1])
+    def _minifas_probs(self, i: int, image: np.ndarray, box) -> np.ndarray:
+        sess, name, scale = self.minifas[i]
+        x = minifas_crop(image, box, scale).astype(np.float32).transpose(2, 0, 1)[None]
+        return _softmax(sess.run(None, {name: np.ascontiguousarray(x)})[0].reshape(-1))
+
+    def _thirdparty(self, probs: list[np.ndarray], faceplugin: float | None) -> float:
+        s = float(np.mean(probs, axis=0)[1])
+        return s if faceplugin is None else 0.5 * (s + faceplugin)
 
     def faceplugin_live(self, image: np.ndarray, box) -> float:
         x, y, w, h = box
@@ -244,10 +247,8 @@ class PadModels:
         return float(1.0 - p[0])
 
     def thirdparty(self, image: np.ndarray, box) -> float:
-        s = self.minifas_live(image, box)
-        if self.faceplugin is None:
-            return s
-        return 0.5 * (s + self.faceplugin_live(image, box))
+        probs = [self._minifas_probs(i, image, box) for i in range(len(self.minifas))]
+        return self._thirdparty(probs, None if self.faceplugin is None else self.faceplugin_live(image, box))
 
     def features(self, image: np.ndarray, box, thirdparty: bool = True) -> dict[str, float]:
         """Every single-image feature the fusion may use (the third-party one only if asked)."""
@@ -263,10 +264,36 @@ class PadModels:
     def assess(self, image: np.ndarray, box) -> tuple[float, dict[str, float]]:
         """The per-frame score and the artefact cues measured for it, so that the capture loop
         uses the same moiré and border measures instead of computing them a second time."""
+        return self.fuse({k: run() for k, run in self.parts(image, box).items()})
+
+    def parts(self, image: np.ndarray, box) -> dict[str, Callable[[], object]]:
+        """`assess` as independent calls, costliest first, that `pipeline.Lanes` runs side by side
+        on the gate's two cores (onnxruntime and most of OpenCV release the GIL); `fuse` combines
+        their results exactly as `assess` does."""
+        parts: dict[str, Callable[[], object]] = {}
+        if self._needs_thirdparty():
+            if self.faceplugin is not None:
+                parts["faceplugin"] = lambda: self.faceplugin_live(image, box)
+            for i in range(len(self.minifas)):
+                parts[f"minifas{i}"] = lambda i=i: self._minifas_probs(i, image, box)
+        parts["cues"] = lambda: artefact_cues(image, box)
+        if self.fusion is not None:
+            parts["padnet"] = lambda: self.padnet.logit(image, box)
+        return parts
+
+    def _needs_thirdparty(self) -> bool:
+        return self.fusion is None or "thirdparty" in self.fusion.features or self.fusion.veto is not None
+
+    def fuse(self, r: dict[str, object]) -> tuple[float, dict[str, float]]:
+        """(p(live), features) from the results of `parts`."""
+        tp = (self._thirdparty([r[f"minifas{i}"] for i in range(len(self.minifas))], r.get("faceplugin"))
+              if self._needs_thirdparty() else None)
         if self.fusion is None:
-            return self.thirdparty(image, box), artefact_cues(image, box)
-        need_tp = "thirdparty" in self.fusion.features or self.fusion.veto is not None
-        f = self.features(image, box, need_tp)
+            return tp, r["cues"]
+        f = dict(r["cues"])
+        f["padnet"] = r["padnet"]
+        if tp is not None:
+            f["thirdparty"] = tp
         return self.fusion.score(f), f
 
 

@@ -11,8 +11,11 @@ matches without 'live'; the result then says liveness 'undetermined', reason 'li
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,10 +112,58 @@ def _usable_frame(img) -> np.ndarray | None:
     return img if img.shape[2] == 3 else None
 
 
+class Lanes:
+    """Runs a frame's independent stages side by side on the gate's cores: the calling thread and
+    `workers - 1` persistent threads take calls from one queue in the order given (costliest first).
+
+    Each onnxruntime session keeps one intra-op thread (`models.session_options`); the parallelism
+    is between sessions, which release the GIL while they run, as OpenCV's calls do. With one
+    worker everything runs in order in the caller, as before. If a call raises, the calls not yet
+    started are dropped, the ones running are waited for, and the first exception is raised in the
+    caller: a frame is never assembled from part of its results."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers if workers is not None else int(os.environ.get("EGATE_STAGE_WORKERS", "2")))
+        self._pool = (ThreadPoolExecutor(self.workers - 1, thread_name_prefix="egate-stage")
+                      if self.workers > 1 else None)
+
+    def run(self, calls: dict[str, Callable[[], object]]) -> tuple[dict[str, object], dict[str, float]]:
+        """{name: result} of every call and {name: seconds it took}."""
+        queue = deque(calls.items())
+        results: dict[str, object] = {}
+        took: dict[str, float] = {}
+        errors: list[BaseException] = []
+
+        def drain() -> None:
+            while not errors:
+                try:
+                    name, call = queue.popleft()
+                except IndexError:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    results[name] = call()
+                except BaseException as e:  # re-raised in the caller below
+                    errors.append(e)
+                    queue.clear()
+                    return
+                took[name] = time.perf_counter() - t0
+
+        helpers = ([self._pool.submit(drain) for _ in range(min(self.workers - 1, len(calls) - 1))]
+                   if self._pool is not None else [])
+        drain()
+        for h in helpers:
+            h.result()
+        if errors:
+            raise errors[0]
+        return results, took
+
+
 class FaceVerifier:
     def __init__(self, registry: ModelRegistry, threshold: float | None = None,
                  use_landmarks68: bool = True, liveness_policy: LivenessPolicy | None = None,
-                 quality: QualityThresholds | None = None, calibration: dict | None = None):
+                 quality: QualityThresholds | None = None, calibration: dict | None = None,
+                 workers: int | None = None):
         cal = load_calibration() if calibration is None else calibration
         self.registry = registry
         self.threshold = float(threshold if threshold is not None
@@ -133,6 +184,7 @@ class FaceVerifier:
         self.pose = HeadPose(registry.session("head_pose")) if registry.has("head_pose") else None
         self.pad = PadModels([(registry.session(role), scale) for role, scale in MINIFAS],
                              registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None)
+        self.lanes = Lanes(workers)   # the capture loop's stages side by side (EGATE_STAGE_WORKERS, default 2)
 
     @classmethod
     def load(cls, models_dir: Path | str | None = None, manifest: Path | str | None = None,
@@ -275,9 +327,12 @@ class Capture:
 
     def _timed(self, name: str, t0: float) -> float:
         t1 = time.perf_counter()
-        self.stage[name] += t1 - t0
-        self.runs[name] += 1
+        self._add(name, t1 - t0)
         return t1
+
+    def _add(self, name: str, seconds: float) -> None:
+        self.stage[name] += seconds
+        self.runs[name] += 1
 
     def _jumped(self, face: Face) -> bool:
         """The face box moved by more than half its width or changed size by a third since the last
@@ -314,17 +369,19 @@ class Capture:
         self.face_frames += 1
         now = self.clock() - self.t_start
         face = primary_face(faces, img.shape)
-        lm68 = v.landmarks.predict(img, face.box) if v.landmarks is not None else None
-        pts = five_from_68(lm68) if (v.use_landmarks68 and lm68 is not None) else face.landmarks
-        aligned = align(img, pts)
-        t = self._timed("align", t)
-        eyes = v.eyes.p_open(img, lm68) if (v.eyes is not None and lm68 is not None) else None
-        q = assess(img, face, aligned, competing_faces(faces, face), eyes, v.quality_thresholds)
-        t = self._timed("quality", t)
+        # the face's own stages (one call) beside the single-image PAD models and cues, on both cores
+        calls: dict[str, Callable[[], object]] = {"face": lambda: self._face(img, faces, face)}
         appearance = (self.face_frames - 1) % APPEARANCE_EVERY == 0
+        if appearance:
+            calls.update(v.pad.parts(img, face.box))
+        done, took = v.lanes.run(calls)
+        t = time.perf_counter()
+        lm68, pts, aligned, eyes, q, for_match, emb, spent = done.pop("face")
+        for name, seconds in spent.items():
+            self._add(name, seconds)
         model = moire = border = None
         if appearance:
-            model, measured = v.pad.assess(img, face.box)
+            model, measured = v.pad.fuse(done)
             moire, border = measured["moire"], int(measured["border"])
         identical = (self.prev_img is not None and self.prev_img.shape == img.shape
                      and np.array_equal(self.prev_img, img))
@@ -332,13 +389,11 @@ class Capture:
         cues = FrameCues(model, lm68 if lm68 is not None else face.landmarks, eyes, moire, identical, border,
                          now, pose_from_landmarks(pts)[0])
         t = self._timed("liveness", t)
+        self.stage["liveness"] += sum(took[k] for k in done)
         # the embedding: for matching (good frames that beat the best so far) and identity checks
         self.since_embed += 1
-        for_match = q.ok and (self.best_embedded_q is None or q.score > self.best_embedded_q + BEST_GAIN)
-        for_identity = self._recognisable(q) and (self.since_embed >= IDENTITY_EVERY or self._jumped(face))
-        emb = None
-        if for_match or for_identity:
-            emb, t = self._embed(aligned, t)
+        if emb is not None:
+            self._embedded(emb)
             cues.identity = emb
         ev.add(cues)   # prompts the challenge's current action when due (shown with this frame)
         if ev.steps_met > met_before and emb is None:   # each answering face must be the same one
@@ -372,18 +427,45 @@ class Capture:
             return ev.decide().verdict == "attack" or not self.doubt
         return settled and not self.doubt
 
+    def _face(self, img: np.ndarray, faces: list[Face], face: Face) -> tuple:
+        """The stages of the face itself (68 landmarks, alignment, eye state, quality) and, where the
+        frame needs one, its embedding: for matching (a good frame that beats the best embedded so
+        far) or as an identity check. Runs in a lane beside the PAD models, so it only reads the
+        capture's state; `step` applies the results. Returns the values and the seconds per stage."""
+        v, spent = self.v, {}
+        t0 = time.perf_counter()
+        lm68 = v.landmarks.predict(img, face.box) if v.landmarks is not None else None
+        pts = five_from_68(lm68) if (v.use_landmarks68 and lm68 is not None) else face.landmarks
+        aligned = align(img, pts)
+        t1 = time.perf_counter()
+        eyes = v.eyes.p_open(img, lm68) if (v.eyes is not None and lm68 is not None) else None
+        q = assess(img, face, aligned, competing_faces(faces, face), eyes, v.quality_thresholds)
+        t2 = time.perf_counter()
+        spent["align"], spent["quality"] = t1 - t0, t2 - t1
+        for_match = q.ok and (self.best_embedded_q is None or q.score > self.best_embedded_q + BEST_GAIN)
+        for_identity = self._recognisable(q) and (self.since_embed + 1 >= IDENTITY_EVERY or self._jumped(face))
+        emb = None
+        if for_match or for_identity:
+            emb = v.recognizer.embed(aligned)
+            spent["embed"] = time.perf_counter() - t2
+        return lm68, pts, aligned, eyes, q, for_match, emb, spent
+
     def _embed(self, aligned: np.ndarray, t: float) -> tuple[np.ndarray, float]:
-        """Embed, and compare with the window's first face: one unlike it is confirmed (or dismissed)
-        on the next frame, and nothing is decided before."""
+        """Embed on this thread (the challenge's answer, the last face before deciding)."""
         emb = self.v.recognizer.embed(aligned)
         t = self._timed("embed", t)
+        self._embedded(emb)
+        return emb, t
+
+    def _embedded(self, emb: np.ndarray) -> None:
+        """Compare a new embedding with the window's first face: one unlike it is confirmed (or
+        dismissed) on the next frame, and nothing is decided before."""
         self.since_embed = 0
         if self.anchor is None:
             self.anchor = emb
         self.doubt = cosine(self.anchor, emb) < self.v.liveness_policy.identity_min
         if self.doubt:
             self.since_embed = IDENTITY_EVERY
-        return emb, t
 
     def _prompt(self, q: QualityReport, now: float) -> None:
         """Kiosk guidance: the challenge's current action first (one instruction at a time: its answer
