@@ -17,7 +17,7 @@ from collections import Counter as Tally
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Query, Request, Response, UploadFile
 from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -720,10 +720,12 @@ def _integrator(gate: Gate) -> APIRouter:
         return CardOut(card_id=card_id)
 
     @r.post("/reader/insert/{card_id}", status_code=204)
-    def insert(card_id: str) -> Response:
+    def insert(card_id: str, side: Literal["mrz", "front"] = Query(
+            "mrz", description="the side the document scanner sees: the printed MRZ, or a chip ID "
+                               "card's front with only the CAN (the chip is then opened with PACE-CAN)")) -> Response:
         if card_id not in lane.issued:
             raise HTTPException(404, "unknown card")
-        lane.insert(card_id)
+        lane.insert(card_id, side=side)
         return Response(status_code=204)
 
     @r.post("/reader/remove", status_code=204)

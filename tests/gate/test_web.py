@@ -147,6 +147,20 @@ def test_integrator_drives_a_whole_transaction(app, gate, demo_dir):
     assert len(c.get("/integrator/barrier").json()["history"]) == 2
 
 
+def test_integrator_places_a_card_front_up(app, gate):
+    """The scanner sees only the CAN: the chip opens with PACE-CAN, and with no printed MRZ
+    to compare DG1 with, the traveller is referred (the default policy)."""
+    gate.start()
+    c = TestClient(app)
+    card = c.post("/integrator/cards", data={"persona": "demo"}).json()["card_id"]
+    assert c.post(f"/integrator/reader/insert/{card}", params={"side": "back"}).status_code == 422
+    assert c.post(f"/integrator/reader/insert/{card}", params={"side": "front"}).status_code == 204
+    rec = wait_for(lambda: [t for t in c.get("/integrator/transactions").json() if t["outcome"]])[0]
+    assert rec["outcome"] == "referred" and "document.mrz_not_compared" in rec["reasons"]
+    assert rec["document"]["access_key"] == "can" and rec["document"]["pa_verdict"] == "valid"
+    assert c.get("/integrator/barrier").json()["history"] == []
+
+
 def test_integrator_rejects_bad_input(app):
     c = TestClient(app)
     assert c.post("/integrator/cards", data={"persona": "nobody"}).status_code == 404
