@@ -40,8 +40,11 @@ class ScanResult:
     `ok` means exactly one MRZ was found, every check digit holds and the OCR was
     confident; `reason` says why not otherwise ('corrupt_image', 'blank_image',
     'image_too_small', 'image_too_large', 'no_mrz_found', 'unreadable', 'check_digit_failed',
-    'multiple_mrz', 'low_confidence'). `mrz` is kept when it parsed, even if not ok,
-    so an officer can see what was read; only an ok result may be used as a key.
+    'multiple_mrz', 'low_confidence', 'malformed_name', 'unconfirmed', 'inconsistent_reads'),
+    and `detail` in words (field and position, never the characters). `mrz` is kept when it
+    parsed, even if not ok, so an officer can see what was read; only an ok result may be
+    used as a key. `preprocessing` names the reading kept and `attempts` lists every
+    (preprocessing, problem) tried when the first reading was refused.
     """
 
     ok: bool
@@ -51,6 +54,9 @@ class ScanResult:
     reason: str | None = None
     orientation: int = 0
     seconds: float = 0.0
+    detail: str | None = None
+    preprocessing: str = "base"
+    attempts: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def checks(self) -> dict[str, bool]:
@@ -58,9 +64,12 @@ class ScanResult:
 
     def to_json(self, *, reveal: bool = False) -> dict:
         """JSON for the CLI and the audit; personal fields only when `reveal`."""
-        out: dict = {"ok": self.ok, "reason": self.reason, "confidence": round(self.confidence, 4),
+        out: dict = {"ok": self.ok, "reason": self.reason, "detail": self.detail,
+                     "confidence": round(self.confidence, 4),
                      "orientation_deg": self.orientation, "seconds": round(self.seconds, 4),
-                     "checks": self.checks, "corrections": [c.to_json() for c in self.corrections]}
+                     "checks": self.checks, "corrections": [c.to_json() for c in self.corrections],
+                     "preprocessing": self.preprocessing,
+                     "attempts": [{"preprocessing": p, "problem": q} for p, q in self.attempts]}
         if self.mrz is not None:
             m = self.mrz
             out["format"] = m.format
@@ -145,11 +154,13 @@ def read_mrz(image, *, today=None, min_confidence: float = MIN_CONFIDENCE) -> Sc
         return ScanResult(ok=False, reason="no_mrz_found", seconds=elapsed)
     best = readings[0]
     result = dict(mrz=best.mrz, confidence=best.confidence, corrections=best.corrections,
-                  orientation=best.orientation, seconds=elapsed)
+                  orientation=best.orientation, seconds=elapsed, preprocessing=best.preprocessing,
+                  attempts=best.attempts)
     if best.mrz is None or not best.mrz.valid or best.problem:
-        return ScanResult(ok=False, reason=best.problem or "check_digit_failed", **result)
+        return ScanResult(ok=False, reason=best.problem or "check_digit_failed", detail=best.detail, **result)
     if best.confidence < min_confidence:
-        return ScanResult(ok=False, reason="low_confidence", **result)
+        return ScanResult(ok=False, reason="low_confidence", detail=f"mean certainty {best.confidence:.2f}",
+                          **result)
     return ScanResult(ok=True, **result)
 
 

@@ -61,7 +61,9 @@ def _cmd_mrz(args) -> int:
                          ensure_ascii=False))
     else:
         print(f"{'OK' if result.ok else 'REJECTED'}: {result.reason or 'all check digits hold'}"
+              f"{f' ({result.detail})' if result.detail else ''}"
               f" (confidence {result.confidence:.2f}, {len(result.corrections)} correction(s),"
+              f" preprocessing {result.preprocessing}, {len(result.attempts) or 1} reading(s),"
               f" {result.seconds * 1000:.0f} ms)")
         if result.mrz is not None:
             for name, passed in result.checks.items():

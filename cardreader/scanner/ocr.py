@@ -1,6 +1,6 @@
 """Read the printed MRZ from a photograph of a document.
 
-Three steps, each of which can say no:
+Four steps, each of which can say no:
 
 1. *Locate.* The MRZ is two or three long, parallel, equally long lines of
    equal-pitch characters at the bottom of the document. Dark-on-light strokes
@@ -26,17 +26,25 @@ Three steps, each of which can say no:
    G/6, K/<) are tried where the glyph fits both about equally, and one is kept
    only when exactly one candidate satisfies both the field's and the composite
    check digit. Nothing is guessed across several positions. Then what the
-   check digits cannot see must be sure, or the reading is refused as
-   `low_confidence`: names, codes and sex (no check digit), and check-digit
-   twins, characters of equal value modulo 10 such as '<'/0/K or 8/S (see
-   `_unsure`).
+   check digits cannot see must be sure, or the reading is refused: the name
+   must have the ICAO 9303-3 structure (`malformed_name`), and names, codes and
+   sex (no check digit), check-digit twins (characters of equal value modulo
+   10 such as '<'/0/K or 8/S) and confusion pairs that only a shared check digit
+   covers must be told apart by the glyph (`low_confidence`, see `_doubts`).
+4. *Read again.* A refused reading of an MRZ-like band is repeated from other
+   pixels (`PREPROCESSINGS`: larger, smaller, sharpened); a later reading is
+   accepted only when its check digits pass and an independent reading confirms
+   what no check digit covers, or when readings with identical lines settle each
+   other's doubts; accepted readings that differ are refused (`_read_candidate`).
 
 The CAN (`find_cans`) is read the same way from word-sized blobs of six
 OCR-B digits; it has no check digit, so every digit must be sure.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,6 +106,11 @@ class Reading:
     problem: str | None = None
     box: tuple[float, float, float, float] = (0, 0, 0, 0)  # x, y, w, h in the searched image
     orientation: int = 0
+    detail: str | None = None          # why `problem`, in words (positions and fields, no characters)
+    preprocessing: str = "base"        # which of PREPROCESSINGS gave these lines
+    flip: bool = False                 # read upside down
+    attempts: tuple[tuple[str, str | None], ...] = ()  # (preprocessing, problem) of every reading made
+    doubts: tuple = ()                 # the characters `_doubts` found unsure
 
     def __repr__(self) -> str:
         return f"Reading(valid={self.mrz is not None and self.mrz.valid}, problem={self.problem})"
@@ -271,7 +284,15 @@ def _groups(lines: list[_Line]) -> list[list[_Line]]:
     return out
 
 
-def _crop_line(gray: np.ndarray, ln: _Line, flip: bool, target_h: int = 44) -> np.ndarray:
+# The band is read as cut (`base`); when that reading is refused it is read again from other
+# pixels: larger and smaller (the engine and the glyph grid see other stroke widths and
+# other JPEG blocks), and sharpened (blur merges O into 0 and K into a filler).
+PREPROCESSINGS = ("base", "large", "small", "sharp")
+_LINE_HEIGHT = {"base": 44, "large": 56, "small": 36, "sharp": 44}
+
+
+def _crop_line(gray: np.ndarray, ln: _Line, flip: bool, prep: str = "base") -> np.ndarray:
+    target_h = _LINE_HEIGHT[prep]
     (cx, cy), (w, h), a = ln.rect
     pad_x, pad_y = h * 0.8, h * 0.45
     scale = target_h / max(h, 1.0)
@@ -279,7 +300,10 @@ def _crop_line(gray: np.ndarray, ln: _Line, flip: bool, target_h: int = 44) -> n
     ow, oh = int((w + 2 * pad_x) * scale), int((h + 2 * pad_y) * scale)
     m[0, 2] += ow / 2 - cx
     m[1, 2] += oh / 2 - cy
-    crop = _flatten(cv2.warpAffine(gray, m, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    crop = cv2.warpAffine(gray, m, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if prep == "sharp":
+        crop = cv2.addWeighted(crop, 1.8, cv2.GaussianBlur(crop, (0, 0), 1.5), -0.8, 0)
+    crop = _flatten(crop)
     return cv2.rotate(crop, cv2.ROTATE_180) if flip else crop
 
 
@@ -699,68 +723,129 @@ def _value(ch: str) -> int:
     return 0 if ch == "<" else int(ch) if ch.isdigit() else ord(ch) - 55
 
 
-def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> bool:
-    """Whether a reading that parses must still be refused because a misread could hide
-    in it. The check digits are modulo 10 over character values (A=10 ... Z=35, '<'=0),
-    so they cannot tell '<' from 0, A, K, U, nor 8 from I, S, nor 6 from G, and so on:
-    such *twins* must be told apart by the glyph, or the reading is refused. Names, codes
-    and sex carry no check digit at all: every letter there must be sure, and so must a
-    filler next to a letter (a name shifted or cut by one cell reads as a valid MRZ); a
-    filler after a letter may also be sure one pitch right of that letter; a character there
-    the engine read otherwise (a digit forced to a letter) needs a clear glyph. In checked
-    fields a letter or digit whose glyph barely fits was cut from the wrong cell, and two
-    unsure ones (low certainty, or a glyph that fits another character better) under one
-    check digit can cancel out, so at most one is allowed per check.
+@dataclass(frozen=True)
+class Doubt:
+    """Why one character of a reading is not sure. A `hard` doubt refuses the reading by
+    itself; soft doubts refuse it when two fall under one check digit (`group`)."""
+
+    line: int
+    column: int
+    field: str
+    why: str
+    hard: bool
+    group: str = ""
+
+    def __str__(self) -> str:
+        return f"line {self.line + 1} column {self.column + 1} ({self.field}): {self.why}"
+
+
+def _doubts(lines: list[str], fmt: str, readings: list[LineReading]) -> list[Doubt]:
+    """The characters of a reading that parses where a misread could hide. The check digits
+    are modulo 10 over character values (A=10 ... Z=35, '<'=0), so they cannot tell '<' from
+    0, A, K, U, nor 8 from I, S, nor 6 from G, and so on: such *twins* must be told apart by
+    the glyph. Names, codes and sex carry no check digit at all: every letter there must be
+    sure, and so must a filler next to a letter (a name shifted or cut by one cell reads as
+    a valid MRZ; a filler after a letter may also be sure one pitch right of that letter);
+    there the OCR-B glyph must not fit another character better than the one read (a K read
+    as a filler), nor, where the engine read otherwise (a digit forced to a letter), leave
+    less than a clear margin. In checked fields a letter or digit whose glyph barely fits
+    was cut from the wrong cell. Softer doubts: a low certainty, a glyph that fits another
+    character better, or a confusion partner (O/0, B/8, ...) the glyph fits nearly as well;
+    one under a check digit shows (weights 7, 3, 1 are prime to 10), two can cancel out (0
+    read O three times in TD2 optional data, which only the composite covers).
     (Fillers in long runs fit their interpolated cells loosely; they only have to beat
     plausible twins.)"""
-    unsure_per_check: dict[str, int] = {}
+    out: list[Doubt] = []
     for li, (line, reading, (kinds, names)) in enumerate(zip(lines, readings, _field_map(fmt))):
         for ci, ch in enumerate(line):
             name, sc = names[ci], reading.scores[ci]
+            hard = lambda why: out.append(Doubt(li, ci, name, why, True))  # noqa: E731
             fit = float(sc[_ALPHABET.index(ch)])
             conf = reading.confidences[ci] if reading.text[ci] == ch else fit
             if name in _UNCHECKED:
-                if reading.text[ci] != ch:  # the engine read another character: the glyph alone
-                    rival = max(float(sc[_ALPHABET.index(t)]) for t in _LETTERS if t != ch)  # decides
-                    if fit < _GLYPH_SURE or fit - rival < _GLYPH_MARGIN:
-                        return True
+                rival = max(float(sc[_ALPHABET.index(t)]) for t in _LETTERS if t != ch)
+                if reading.text[ci] != ch and (fit < _GLYPH_SURE or fit - rival < _GLYPH_MARGIN):
+                    hard("the glyph cannot confirm the character forced into the field")
+                    continue
                 if ch == "<" and ci > 0 and line[ci - 1] != "<" and names[ci - 1] == name:
                     if reading.text[ci] == ch and reading.filler_after_letter:
                         conf = max(conf, reading.filler_after_letter[ci])
                 before_letter = ci + 1 < len(line) and names[ci + 1] == name and line[ci + 1] != "<"
                 after_letter = ci > 0 and names[ci - 1] == name and line[ci - 1] != "<"
-                if conf < _UNCHECKED_MIN and (ch != "<" or before_letter or after_letter):
-                    return True
+                if ch != "<" or before_letter or after_letter:
+                    if conf < _UNCHECKED_MIN:
+                        hard("uncertain character in a field without a check digit")
+                    elif rival > fit:
+                        hard("the glyph fits another character better, no check digit to decide")
                 continue
             allowed = _DIGITS if kinds[ci] == "d" or name.endswith("_check") else _ALPHABET
             twins = [t for t in allowed if t != ch and _value(t) % 10 == _value(ch) % 10]
             if any(_twin_contends(fit, float(sc[_ALPHABET.index(t)]), reading.text[ci] == ch and conf >= _GLYPH_SURE)
                    for t in twins):
-                return True
-            if ch != "<" and fit < _FIT_FLOOR:
-                return True
-            # one error under a check digit shows (weights 7, 3, 1 are prime to 10); two can
-            # cancel out (0 read O twice in one number): so the engine and the glyph may
-            # disagree, or the certainty be low, at one character per check digit only
-            disputed = max(float(sc[_ALPHABET.index(t)]) for t in allowed if t != ch) > fit
-            if ch != "<" and (conf < _UNCHECKED_MIN or disputed):
-                group = name.removesuffix("_check")
-                if group in ("optional_data", "optional_data_2") and fmt != "TD3":
-                    group = "composite"  # only the composite check covers these
-                unsure_per_check[group] = unsure_per_check.get(group, 0) + 1
-                if unsure_per_check[group] > 1:
-                    return True
-    return False
+                hard("the glyph cannot tell check-digit twins apart")
+            elif ch != "<" and fit < _FIT_FLOOR:
+                hard("the glyph barely fits (cut from the wrong cell?)")
+            elif ch != "<":
+                disputed = max(float(sc[_ALPHABET.index(t)]) for t in allowed if t != ch) > fit
+                contested = any(t in allowed and float(sc[_ALPHABET.index(t)]) > fit - _TWIN_MARGIN
+                                for t in _CONFUSIONS.get(ch, ""))
+                if conf < _UNCHECKED_MIN or disputed or contested:
+                    group = name.removesuffix("_check")
+                    if group in ("optional_data", "optional_data_2") and fmt != "TD3":
+                        group = "composite"  # only the composite check covers these
+                    out.append(Doubt(li, ci, name, "uncertain", False, group))
+    return out
 
 
-def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Reading:
+def _verdict(doubts_per_reading: list[list[Doubt]]) -> str | None:
+    """Why readings of identical lines (one, or several from other preprocessings) must be
+    refused, None if they need not: a character is doubtful only where every reading
+    doubts it (an independent reading that is sure of it, and agrees on every line,
+    settles it), hard only where every reading's doubt is hard."""
+    per_pos: dict[tuple[int, int], list[Doubt]] = {}
+    for doubts in doubts_per_reading:
+        for d in doubts:
+            per_pos.setdefault((d.line, d.column), []).append(d)
+    left = [ds for ds in per_pos.values() if len(ds) == len(doubts_per_reading)]
+    for ds in sorted(left, key=lambda ds: (ds[0].line, ds[0].column)):
+        if all(d.hard for d in ds):
+            return str(ds[0])
+    groups: dict[str, list[Doubt]] = {}
+    for ds in left:
+        soft = next(d for d in ds if not d.hard)
+        groups.setdefault(soft.group, []).append(soft)
+    for group, ds in groups.items():
+        if len(ds) > 1:
+            return f"{ds[1]}: two uncertain characters under one check digit ({group}) could cancel out"
+    return None
+
+
+def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> str | None:
+    """Why one reading that parses must still be refused (see `_doubts`), None if not."""
+    return _verdict([_doubts(lines, fmt, readings)])
+
+
+_NAME = re.compile(r"[A-Z]+(<[A-Z]+)*(<<[A-Z]+(<[A-Z]+)*)?")
+
+
+def _name_malformed(lines: list[str], fmt: str) -> bool:
+    """ICAO 9303-3 name structure: the primary identifier, `<<`, the secondary identifier,
+    components separated by single fillers, fillers to the end. A name that breaks it
+    (a run of three fillers before more letters, a leading filler, two `<<`) is a misread
+    that no check digit would catch: a filler inserted or a K taken for one."""
+    field = lines[2] if fmt == "TD1" else lines[0][5:]
+    return _NAME.fullmatch(field.rstrip("<")) is None
+
+
+def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today, prep: str = "base") -> Reading:
     ordered = list(reversed(group)) if flip else group
     n = len(ordered)
-    crops = [_crop_line(gray, ln, flip) for ln in ordered]
+    crops = [_crop_line(gray, ln, flip, prep) for ln in ordered]
     raw = [engine().read_line(c) for c in crops]
     pitches = [_pitch(r) if r else None for r in raw]
+    done = dict(preprocessing=prep, flip=flip)
     if any(p is None for p in pitches):
-        return Reading((), 0.0, problem="unreadable")
+        return Reading((), 0.0, problem="unreadable", detail="a line without enough symbols", **done)
     if n == 3:
         fmt = "TD1"
     else:  # the last line always ends in a check digit, so it spans the full width
@@ -774,25 +859,101 @@ def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today) -> Read
     confidence = float(np.mean(confs)) if confs else 0.0
     xs = [p for ln in group for p in cv2.boxPoints(ln.rect)]
     x, y, w, h = cv2.boundingRect(np.array(xs, np.float32))
-    box = (float(x), float(y), float(w), float(h))
+    done.update(box=(float(x), float(y), float(w), float(h)))
     if any(len(t) != width or "?" in t for t in lines):
-        return Reading(tuple(lines), confidence, problem="unreadable", box=box)
+        return Reading(tuple(lines), confidence, problem="unreadable", detail="cells no glyph fills surely", **done)
     lines, fixes = _force_alphabet(lines, fmt, [r.scores for r in readings])
     lines, fixes2 = _check_guided(lines, fmt, today, [r.scores for r in readings])
     fixes += fixes2
     mrz = _parse(lines, today)
     if mrz is None:
-        return Reading(tuple(lines), confidence, tuple(fixes), problem="unreadable", box=box)
-    if _unsure(lines, fmt, readings):
-        return Reading(tuple(lines), confidence, tuple(fixes), mrz, "low_confidence", box)
+        return Reading(tuple(lines), confidence, tuple(fixes), problem="unreadable", detail="no MRZ layout", **done)
+    if _name_malformed(lines, fmt):
+        return Reading(tuple(lines), confidence, tuple(fixes), mrz, "malformed_name",
+                       detail="the name breaks the ICAO 9303 structure (fillers inserted or a letter lost)", **done)
+    doubts = tuple(_doubts(lines, fmt, readings))
+    done.update(doubts=doubts)
+    why = _verdict([list(doubts)])
+    if why:
+        return Reading(tuple(lines), confidence, tuple(fixes), mrz, "low_confidence", detail=why, **done)
     confidence *= 0.97 ** len([f for f in fixes if f.rule == "check_digit"])
-    return Reading(tuple(lines), confidence, tuple(fixes), mrz,
-                   None if mrz.valid else "check_digit_failed", box)
+    failed = [k for k, ok in mrz.checks.items() if not ok] + list(mrz.problems)
+    return Reading(tuple(lines), confidence, tuple(fixes), mrz, "check_digit_failed" if failed else None,
+                   detail=", ".join(failed) or None, **done)
 
 
 def _orientations(gray: np.ndarray):
     yield 0, gray
     yield 90, cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE)
+
+
+def _accepted(r: Reading) -> bool:
+    return r.mrz is not None and r.mrz.valid and r.problem is None
+
+
+def _mrz_like(r: Reading) -> bool:
+    """Lines of one format's width, nearly every cell filled: worth reading again (printed
+    clutter that happens to form a group leaves many cells empty)."""
+    return (len(r.lines) in (2, 3) and len({len(t) for t in r.lines}) == 1
+            and (len(r.lines[0]), len(r.lines)) in {(w, n) for n, w in WIDTHS.values()}
+            and sum(t.count("?") for t in r.lines) <= _MAX_EMPTY * sum(map(len, r.lines)))
+
+
+_MAX_EMPTY = 0.3  # share of cells
+
+
+def _unchecked_text(r: Reading) -> str:
+    """The characters no check digit covers (codes, names, sex, nationality), in order."""
+    fmt = {3: "TD1", 2: "TD2" if len(r.lines[0]) == 36 else "TD3"}[len(r.lines)]
+    return "".join(ch for line, (_, names) in zip(r.lines, _field_map(fmt))
+                   for ch, name in zip(line, names) if name in _UNCHECKED)
+
+
+def _read_candidate(img: np.ndarray, group: list[_Line], today) -> Reading:
+    """One candidate band, read with the default preprocessing and, when that reading is
+    refused, again with each of `PREPROCESSINGS` until one is accepted. Independent
+    readings (other pixels of the same band) are used two ways, both needing check digits
+    that pass: a reading refused only for doubts that another reading with identical lines
+    is sure of is accepted (`_verdict`); a reading accepted on its own is kept only when
+    another reading agrees with it on every character no check digit covers (a name misread
+    the same way from different pixels is unlikely). Two accepted readings that differ are
+    refused as `inconsistent_reads`. A candidate that does not look like an MRZ (printed
+    clutter) is not read again, so clutter costs one reading."""
+    first = _read_group(img, group, False, today)
+    if not _accepted(first):
+        second = _read_group(img, group, True, today)
+        first = max((first, second), key=_rank)
+    if _accepted(first) or not _mrz_like(first):
+        return first
+    tried = [first]
+    for prep in PREPROCESSINGS[1:]:
+        r = _read_group(img, group, first.flip, today, prep)
+        tried.append(r)
+        if not _mrz_like(r):
+            continue
+        accepted = [p for p in tried if _accepted(p)]
+        same = [p for p in tried if p.lines == r.lines and p.mrz is not None and p.mrz.valid
+                and p.problem in (None, "low_confidence")]
+        settled = len(same) >= 2 and _verdict([list(p.doubts) for p in same]) is None
+        if len({p.lines for p in accepted} | ({r.lines} if settled else set())) > 1:
+            return _with_attempts(dataclasses.replace(
+                r, problem="inconsistent_reads",
+                detail="two preprocessings gave different MRZs that both pass their check digits"), tried)
+        if settled:
+            return _with_attempts(dataclasses.replace(r, problem=None, detail=(
+                f"{len(same)} readings agree and settle each other's doubts")), tried)
+        for p in accepted:  # confirmed by another reading on what no check digit covers
+            if any(_unchecked_text(o) == _unchecked_text(p) for o in tried if o is not p and _mrz_like(o)):
+                return _with_attempts(p, tried)
+    best = max(tried, key=_rank)
+    if _accepted(best):  # passed its check digits, but nothing confirmed its names
+        best = dataclasses.replace(best, problem="unconfirmed",
+                                   detail="no second reading agreed on the fields without a check digit")
+    return _with_attempts(best, tried)
+
+
+def _with_attempts(r: Reading, tried: list[Reading]) -> Reading:
+    return dataclasses.replace(r, attempts=tuple((t.preprocessing, t.problem) for t in tried))
 
 
 def find_and_read(gray: np.ndarray, *, today=None, max_candidates: int = 4) -> list[Reading]:
@@ -803,13 +964,7 @@ def find_and_read(gray: np.ndarray, *, today=None, max_candidates: int = 4) -> l
         for group in _groups(_text_lines(img))[:max_candidates]:
             if any(_overlaps(group, r) for r in readings if r.orientation == orientation and r.mrz):
                 continue
-            first = _read_group(img, group, False, today)
-            best = first
-            if _rank(first)[0] is False:
-                second = _read_group(img, group, True, today)
-                best = max((first, second), key=_rank)
-            readings.append(Reading(best.lines, best.confidence, best.corrections, best.mrz, best.problem,
-                                    best.box, orientation))
+            readings.append(dataclasses.replace(_read_candidate(img, group, today), orientation=orientation))
     readings.sort(key=_rank, reverse=True)
     return readings
 
