@@ -122,3 +122,23 @@ def test_a_pad_model_failing_in_its_lane_fails_the_frame_not_the_barrier(verifie
     with pytest.raises(RuntimeError):
         v.verify(ImageSequenceCamera(recordings["live"], loop=True), ref, window_s=5,
                  clock=iter(np.arange(0, 100, 0.1)).__next__)
+
+
+@pytest.mark.models
+def test_bench_speed_prints_both_schedules_side_by_side_and_the_peer(shared_dir, models_dir):
+    """The command the lead re-runs on the idle machine: figures printed, never asserted."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    if not (shared_dir / "data" / "faces-dev-hard").is_dir():
+        pytest.skip("faces-dev-hard not found")
+    r = subprocess.run([sys.executable, "-m", "biometrics", "--models-dir", str(models_dir), "bench-speed",
+                        "--data", str(shared_dir / "data"), "--frames", "10"],
+                       cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for line in ("every stage, every frame, in order", "every stage, every frame, 2 lanes",
+                 "capture loop (Capture.step), in order", "capture loop (Capture.step), 2 lanes",
+                 "two free cores, lanes", "(a) 2 lanes / in order: mean", "(b) 2 lanes / in order: mean"):
+        assert line in r.stdout, r.stdout
+    walls = [ln.split() for ln in r.stdout.splitlines() if ln.strip().startswith("whole frame (wall)")]
+    assert len(walls) == 5 and all(len(w) >= 8 for w in walls)   # four pipelines and the peer: mean..p99, fps
