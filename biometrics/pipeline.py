@@ -297,7 +297,9 @@ class Capture:
     challenge. A check unlike the window's first face is repeated on the next frame, and frames of
     two different people refuse the window ('identity_switch', `LivenessEvidence.people`) whatever
     the chip photo says. Only frames fit for recognition are checked: the face whole, lit, sharp,
-    big enough and within 35 degrees of frontal."""
+    big enough and within 35 degrees of frontal. After detection, the face's own stages (with its
+    embedding) and the PAD parts run side by side on `FaceVerifier.lanes`; the frame's state is
+    updated only once all of them have returned."""
 
     def __init__(self, v: FaceVerifier, ref: Reference, clock: Callable[[], float],
                  on_guidance: Callable[[Guidance], None] | None = None):
