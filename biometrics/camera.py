@@ -168,18 +168,26 @@ class RespondingCamera:
     """Simulated traveller who follows the kiosk's challenge prompts.
 
     Plays a recorded person in a loop (`neutral`); when `respond(code)` hands it a prompt for which
-    it holds an answer clip (`answers`: guidance code -> frames), it plays that clip after a human
-    reaction time, then the loop again; each later prompt (the challenge's second action) the same
-    way. A prompt it has no clip for is ignored, so a recording without a blink cannot answer a
-    blink. Frames are arrays or image paths. Without answers it is a replay deaf to the prompts."""
+    it holds an answer clip (`answers`: guidance code -> frames), it starts that clip a human reaction
+    time after the prompt (drawn for each prompt, uniform over `reaction_s` = (low, high) seconds, from
+    `seed`; one number: always that), then plays the loop again. The time is the camera's own: frame
+    count / fps, or the clock when `realtime`. A prompt it has no clip for is ignored, so a recording
+    without a blink cannot answer a blink. Frames are arrays or image paths. Without answers it is a
+    replay deaf to the prompts."""
 
     def __init__(self, neutral: Sequence[np.ndarray | str | Path],
                  answers: dict[str, Sequence[np.ndarray | str | Path]] | None = None, fps: float = 15.0,
-                 reaction_s: float = 0.4, clock=time.monotonic, realtime: bool = False):
+                 reaction_s: float | tuple[float, float] = (0.3, 1.0), seed: int | None = None,
+                 clock=time.monotonic, realtime: bool = False):
         self._loop = ImageSequenceCamera(neutral, fps, loop=True, clock=clock)
         self._answers = {k: ImageSequenceCamera(v, fps, loop=False, clock=clock) for k, v in (answers or {}).items()}
-        self._fps, self._reaction, self._clock, self._realtime = fps, reaction_s, clock, realtime
+        lo, hi = (reaction_s, reaction_s) if isinstance(reaction_s, (int, float)) else reaction_s
+        if not 0 <= lo <= hi:
+            raise ValueError(f"reaction time range {reaction_s!r}")
+        self._fps, self._reaction, self._clock, self._realtime = fps, (lo, hi), clock, realtime
+        self._rng = np.random.default_rng(seed)
         self._asked: str | None = None
+        self.reactions: list[float] = []   # the reaction time drawn for each answered prompt
         self._lock = threading.Lock()
 
     @classmethod
@@ -221,24 +229,25 @@ class RespondingCamera:
     def frames(self) -> Iterator[Frame]:
         n, t0 = 0, self._clock()
         loop = self._loop.frames()
-        delay = max(0, round(self._reaction * self._fps))
         pending: Iterator[np.ndarray] | None = None
-        wait = 0
+        start = 0.0
         while True:
+            if self._realtime:
+                time.sleep(max(0.0, t0 + n / self._fps - self._clock()))
+            ts = self._clock() if self._realtime else t0 + n / self._fps
             clip = self._next_clip()
-            if clip is not None:
-                pending, wait = clip, delay
+            if clip is not None:   # the prompt reached the person just before this frame
+                reaction = float(self._rng.uniform(*self._reaction))
+                self.reactions.append(reaction)
+                pending, start = clip, ts + reaction
             img = None
-            if pending is not None and wait == 0:
+            if pending is not None and ts >= start - 0.5 / self._fps:   # the nearest frame to the onset
                 img = next(pending, None)
                 if img is None:
                     pending = None
-            wait = max(0, wait - 1)
             if img is None:
                 img = next(loop).image
-            if self._realtime:
-                time.sleep(max(0.0, t0 + n / self._fps - self._clock()))
-            yield Frame(img, self._clock() if self._realtime else t0 + n / self._fps, n)
+            yield Frame(img, ts, n)
             n += 1
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ New cues are added as another field of `FrameCues` and another term in `Liveness
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -464,30 +465,54 @@ TURNS = ("turn_left", "turn_right")
 
 @dataclass(frozen=True)
 class Challenge:
-    """The actions asked of the traveller, one prompt after another, the first `issue_at` seconds
-    into the capture window (each next one as soon as the previous is answered).
+    """The actions asked of the traveller, one prompt at a time: the first `issue_at` seconds into the
+    capture window, each next one `gaps[i]` seconds after the previous was answered (the traveller
+    rests meanwhile, looking straight at the camera).
 
-    `random` draws two different actions in a random order, at least one a head turn in a random
-    direction, from the system CSPRNG, so a replayed video cannot be cut to answer in time: a recording that
-    blinks by itself may meet a blink request by chance, never a turn to the side it was not told.
-    Turns are the traveller's own left/right: turning left moves the nose to the image's right,
+    `random` draws each action from blink / turn left / turn right independently, at least one a turn
+    (3**n - 1 equally likely orders; a turn may be asked twice, so a replay swaying left and right
+    does not match by alternating), and every time, all from the system CSPRNG. A replay acting on its
+    own schedule must then start each asked action inside a human reaction window after a prompt it
+    cannot foresee (`LivenessPolicy.challenge_settle_s` .. `challenge_onset_s`) and turn at no other
+    time. Turns are the traveller's own left/right: turning left moves the nose to the image's right,
     which `pose_from_landmarks` reports as a rising yaw. `Challenge("blink", 1.0)` is one action."""
     kinds: tuple[str, ...]
     issue_at: float
+    gaps: tuple[float, ...] = ()   # rest after answer i before prompt i+1 (missing: the next frame)
+
+    FIRST = (0.5, 1.5)   # the first prompt this far into the window, uniform
+    GAP = (0.3, 1.0)     # rest between an answer and the next prompt, uniform
 
     def __post_init__(self):
         kinds = (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
         if not kinds or any(k not in CHALLENGES for k in kinds):
             raise ValueError(f"unknown challenge {kinds!r}")
         object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "gaps", tuple(float(g) for g in self.gaps))
 
     @classmethod
-    def random(cls, earliest: float = 0.5, latest: float = 1.5) -> "Challenge":
+    def random(cls, n: int = 3) -> "Challenge":
+        if n < 1:
+            raise ValueError("a challenge has at least one action")
         rng = secrets.SystemRandom()
-        turn = rng.choice(TURNS)
-        kinds = [turn, rng.choice([k for k in CHALLENGES if k != turn])]   # two different prompts
-        rng.shuffle(kinds)
-        return cls(tuple(kinds), rng.uniform(earliest, latest))
+        kinds: list[str] = []
+        while not set(kinds) & set(TURNS):   # never blinks alone: a blink is the weakest answer
+            kinds = [rng.choice(CHALLENGES) for _ in range(n)]
+        return cls(tuple(kinds), rng.uniform(*cls.FIRST), tuple(rng.uniform(*cls.GAP) for _ in kinds[1:]))
+
+    def gap(self, answered: int) -> float:
+        """Rest after the `answered`-th answer (1-based) before the next prompt."""
+        return self.gaps[answered - 1] if answered - 1 < len(self.gaps) else 0.0
+
+    @staticmethod
+    def fixed_pattern_chance(n: int) -> float:
+        """The share of random `n`-action challenges whose order a replay on a fixed schedule can
+        match at all, before timing. People blink by themselves, so a blink is never refused and a
+        replay blinking every few tenths of a second meets any blink request: its turns alone must
+        fit, and a schedule of k turns fits the C(n, k) orders that ask those turns at some k of the
+        n steps and blinks at the others, of 3**n - 1. Each of its turns must then also start
+        0.2-1.5 s after a prompt it cannot foresee; the bench measures how often that happens."""
+        return max(math.comb(n, k) for k in range(1, n + 1)) / (3 ** n - 1)
 
     @staticmethod
     def guidance_code(kind: str) -> str:
@@ -522,9 +547,11 @@ class LivenessPolicy:
     planar_min_motion: float = 0.012 # similarity residual vs the first frame that counts as "moved"
     planar_ratio: float = 0.45       # homography/similarity residual below this = a moved flat surface
     planar_min_pairs: int = 3        # moved frames needed before the planar cue may speak
-    challenge: bool = False          # ask two random actions (a turn and a blink or turn) in the capture loop
-    challenge_response_s: float = 3.0  # each action must be answered this soon after its prompt
+    challenge: bool = False          # ask random actions (blink, turn left/right) in the capture loop
+    challenge_actions: int = 3       # how many (at least one a turn)
+    challenge_response_s: float = 3.0  # each action must be answered (back at rest) this soon after its prompt
     challenge_settle_s: float = 0.2  # rest (eyes open, head at its baseline) seen this long after a prompt first
+    challenge_onset_s: float = 1.5   # ... and the action must have started by then (a human reaction time)
     turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
     turn_back_deg: float = 6.0       # ... and back within this of the baseline ends it
     identity_min: float = 0.45       # cosine below which two frames show different people
@@ -552,10 +579,14 @@ class LivenessEvidence:
         self._yaw_before: list[float] = []
         self.steps_met = 0               # actions of the challenge answered so far
         self.prompted_at: float | None = None   # when the current action was shown
-        self.challenge_wrong = False     # a turn not asked (other side, too early, during a blink)
+        self.answered_at: float | None = None   # when the last action was answered (the rest gap starts)
+        self.challenge_wrong = False     # an action not asked (a turn to the other side, during a blink or
+                                         # the rest between actions, or before the prompt's settle time)
+        self._why: str | None = None     # 'onset_early' / 'onset_late' when timing lost the challenge
         self._last_t: float | None = None
         self._rest_since = 0.0           # the current prompt or the last frame not at rest since
         self._rest_landmarks: np.ndarray | None = None
+        self._onset: float | None = None  # when the asked action started (left rest toward it)
         self._ready = self._acting = self._flat_turn = False
         self._identity: list[np.ndarray] = []
 
@@ -571,52 +602,66 @@ class LivenessEvidence:
 
     @property
     def challenge_failed(self) -> bool:
-        """Lost for good: a turn to the wrong side, or the current action's response window passed."""
+        """Lost for good: an action not asked, or the current action did not start within its onset
+        window or was not over within its response window."""
         p, t = self.prompted_at, self._last_t
-        late = p is not None and t is not None and t > p + self.policy.challenge_response_s
+        late = p is not None and t is not None and t > self._deadline()
         return self.challenge is not None and not self.challenge_met and (self.challenge_wrong or late)
+
+    def _deadline(self) -> float:
+        c = self.policy
+        return self.prompted_at + (c.challenge_onset_s if self._onset is None else c.challenge_response_s)
 
     def prompt(self, t: float) -> None:
         """The current action is shown with the frame of time `t` (the first at `issue_at` or later,
-        each next one on the frame after the previous was answered): answers count from the next
-        frame, for `challenge_response_s`."""
+        each next one `Challenge.gap` after the previous answer): answers count from the next frame."""
         if self.prompted_at is None:
             self.prompted_at = self._rest_since = t
 
     def _add_challenge(self, cues: FrameCues) -> None:
-        """One frame of the current action's answer. After its prompt the traveller must first be seen
-        at rest for `challenge_settle_s` (eyes open; head within `turn_back_deg` of the baseline yaw
-        measured before the first prompt), so a blink or turn already under way answers nothing; then
-        the action: eyes closed and open again, or a turn of `turn_deg` to the asked side that moves
-        the landmarks in 3-D (not one homography of the last rest frame: `planar_residuals`) and back.
-        Any other turn of `turn_deg` from the first prompt on (to the other side, before rest was
-        seen, while a blink is asked) fails the challenge: a replay that turns by itself, either way
-        and at any time, answers nothing."""
+        """One frame of the current action's answer, timed as a person reacting to the prompt.
+
+        After its prompt the traveller must first be seen at rest for `challenge_settle_s` (eyes open;
+        head within `turn_back_deg` of the baseline yaw measured before the first prompt): a turn
+        already under way or started sooner is anticipation, not a reply, and loses the challenge; a
+        blink then answers nothing. The action must then start (leave rest towards it) within
+        `challenge_onset_s` of the prompt, reach a closed eye or `turn_deg` to the asked side in 3-D
+        (not one homography of the last rest frame: `planar_residuals`), and come back to rest within
+        `challenge_response_s`. Any other turn of `turn_deg` from the first prompt on (to the other
+        side, while a blink is asked, in the rest between actions) loses the challenge. Blinks outside
+        a blink request are ignored: people blink by themselves."""
         c, p, kind = self.challenge, self.policy, self.current_kind
         if kind is None or cues.t is None or self.challenge_wrong:
             return
         self._last_t = cues.t
-        if self.prompted_at is None and (self.steps_met or cues.t >= c.issue_at):
-            self.prompt(cues.t)
-        if self.prompted_at is None or cues.t <= self.prompted_at:
-            if self.steps_met == 0 and cues.yaw is not None:
-                self._yaw_before.append(cues.yaw)
-            return
-        if cues.t > self.prompted_at + p.challenge_response_s:   # too late: a reply must follow the prompt
-            return
-        if not self._yaw_before and cues.yaw is not None:   # nothing before the prompt: this is the baseline
-            self._yaw_before.append(cues.yaw)
-        d = None if cues.yaw is None else cues.yaw - float(np.median(self._yaw_before))
+        if self.prompted_at is None:
+            due = c.issue_at if self.steps_met == 0 else self.answered_at + c.gap(self.steps_met)
+            if cues.t >= due:
+                self.prompt(cues.t)
+        if self.steps_met == 0 and cues.yaw is not None and (self.prompted_at is None or cues.t <= self.prompted_at
+                                                          or not self._yaw_before):
+            self._yaw_before.append(cues.yaw)   # the baseline: before the first prompt, else its frame
+        d = None if cues.yaw is None or not self._yaw_before else cues.yaw - float(np.median(self._yaw_before))
         turned = d is not None and abs(d) >= p.turn_deg
+        if self.prompted_at is None or cues.t <= self.prompted_at:
+            if self.steps_met and turned:   # resting between two actions: a turn nobody asked for
+                self.challenge_wrong = True
+            return
+        if cues.t > self._deadline():   # no onset in time, or not over in time (challenge_failed)
+            self._why = "onset_late" if self._onset is None and not self._flat_turn else None
+            return
         if kind == "blink":
             eyes = cues.eyes_open
-            rest, acted, wrong = eyes is not None and eyes > 0.5, eyes is not None and eyes < p.eyes_closed_below, turned
+            rest, started = eyes is not None and eyes > 0.5, eyes is not None and eyes <= 0.5
+            acted, wrong = eyes is not None and eyes < p.eyes_closed_below, turned
         else:
             d = None if d is None else (d if kind == "turn_left" else -d)
             rest = d is not None and abs(d) < p.turn_back_deg
-            acted = d is not None and d >= p.turn_deg
+            started, acted = d is not None and d >= p.turn_back_deg, d is not None and d >= p.turn_deg
             wrong = turned and not (acted and self._ready)   # the other side, or before rest was seen
-        if wrong:   # a turn nobody asked for: the challenge is lost (a replay swaying by itself)
+            if wrong and acted:
+                self._why = "onset_early"
+        if wrong:   # a turn nobody asked for: the challenge is lost (a replay acting by itself)
             self.challenge_wrong = True
             return
         if not self._ready:   # at rest for challenge_settle_s since the prompt or the last motion
@@ -626,13 +671,23 @@ class LivenessEvidence:
             else:
                 self._rest_since = cues.t
             return
+        if self._onset is None:
+            if rest:
+                self._rest_landmarks = cues.landmarks
+                return
+            if not started:
+                return
+            self._onset = cues.t
         if acted and not self._acting:
             self._acting = kind == "blink" or self._turn_in_depth(cues.landmarks)
             self._flat_turn |= not self._acting
-        elif self._acting and rest:
-            self.steps_met += 1
-            self.prompted_at, self._ready, self._acting = None, False, False
-        elif not self._acting and rest:
+        elif rest:
+            if self._acting:   # answered: rest before the next prompt
+                self.steps_met += 1
+                self.answered_at = cues.t
+                self.prompted_at = None
+            self._ready = self._ready and not self._acting   # a start that never became the action: wait on
+            self._onset, self._acting = None, False
             self._rest_landmarks = cues.landmarks
 
     def _turn_in_depth(self, landmarks: np.ndarray) -> bool:
@@ -747,6 +802,7 @@ class LivenessEvidence:
             # not answered (yet): never 'live'; once lost or at the end of the window the gate refers
             code = ("challenge_wrong" if self.challenge_wrong else "challenge_timeout"
                     if final or self.challenge_failed else "challenge_pending")
-            why = [f"{code}:{self.current_kind}"] + (["turn_not_3d"] if self._flat_turn else [])
+            why = ([f"{code}:{self.current_kind}"] + (["turn_not_3d"] if self._flat_turn else [])
+                   + ([self._why] if self._why and code != "challenge_pending" else []))
             return LivenessDecision("undetermined", model, why, cues)
         return LivenessDecision("live", model, [], cues)

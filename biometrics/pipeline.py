@@ -306,7 +306,8 @@ class Capture:
         self.v, self.ref, self.clock, self.on_guidance = v, ref, clock, on_guidance
         self.t_start = clock()
         policy = v.liveness_policy
-        self.challenge = Challenge.random() if (policy.challenge and policy.enabled) else None
+        self.challenge = (Challenge.random(policy.challenge_actions) if (policy.challenge and policy.enabled)
+                          else None)
         self.evidence = LivenessEvidence(policy, self.challenge)
         self.stage = dict.fromkeys(STAGES, 0.0)
         self.runs = dict.fromkeys(STAGES, 0)
@@ -473,9 +474,10 @@ class Capture:
         """Kiosk guidance: the challenge's current action first (one instruction at a time: its answer
         may itself fail quality, a blink the eyes-open check, a turn the pose check), then quality."""
         c, ev = self.challenge, self.evidence
-        if c is not None and not ev.challenge_met and (ev.prompted_at is not None or ev.steps_met):
-            # the next action straight after an answer (its response window opens with the next frame)
-            self._guide(Challenge.guidance_code(ev.current_kind))
+        if c is not None and not ev.challenge_met and ev.prompted_at is not None:
+            self._guide(Challenge.guidance_code(ev.current_kind))   # answers count from the next frame
+        elif c is not None and not ev.challenge_met and ev.steps_met:
+            self._guide("challenge_next")   # the rest between two actions: look straight, no quality hint
         elif c is not None and ev.challenge_met and (self.last_guidance or "").startswith("challenge_"):
             self._guide("challenge_done")
         elif q.failures:

@@ -147,6 +147,7 @@ class FaceStationAdapter:
             f = self.settings.face
             v = FaceVerifier.load(self.settings.models_dir, self.settings.manifest, threshold=f.match_threshold)
             v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=f.challenge,
+                                                    challenge_actions=f.challenge_actions,
                                                     challenge_response_s=f.challenge_response_s)
             self.verifier = v
         except Exception as e:

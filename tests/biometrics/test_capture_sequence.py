@@ -103,18 +103,37 @@ def prompted(verifier, chip, cam, window_s):
         seen.append(g.code)
         cam.respond(g.code)
 
-    return v.verify(cam, v.reference(chip.read_bytes()), window_s=window_s, clock=Ticks(), on_guidance=prompt), seen
+    return v.verify(cam, v.reference(chip.read_bytes()), window_s=window_s, clock=Ticks(0.5 / 15),
+                    on_guidance=prompt), seen   # the camera's 15 frames a second, one frame per step
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("kinds", [("turn_left", "blink"), ("blink", "turn_right"), ("turn_right", "turn_left")])
-def test_a_recorded_person_answers_both_actions_and_passes(verifier, pad_dev, monkeypatch, kinds):
-    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
-    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev), window_s=8)
+@pytest.mark.parametrize("kinds,seed", [(("turn_left", "blink"), 1), (("blink", "turn_right"), 2),
+                                        (("turn_right", "turn_left"), 3)])
+def test_a_recorded_person_answers_both_actions_and_passes(verifier, pad_dev, monkeypatch, kinds, seed):
+    """He reacts 0.3-1.0 s after each prompt (seeded), as a person does, and rests between."""
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8, gaps=(1.2,))))
+    chip, cam = RespondingCamera.pad_dev(pad_dev, seed=seed)
+    res, seen = prompted(verifier, chip, cam, window_s=8)
     asked = [g for g in seen if g.startswith("challenge_")]
-    assert asked == [f"challenge_{k}" for k in kinds] + ["challenge_done"], seen   # one prompt after the other
+    assert asked == [f"challenge_{kinds[0]}", "challenge_next", f"challenge_{kinds[1]}", "challenge_done"], seen
+    assert len(cam.reactions) == 2 and all(0.3 <= r <= 1.0 for r in cam.reactions)
     assert res.liveness_cues["challenge_steps_met"] == 2.0
     assert res.outcome == "match" and res.liveness == "live", res.reasons
+
+
+@pytest.mark.models
+def test_a_replay_of_the_person_acting_outside_the_reaction_window_is_refused(verifier, pad_dev, monkeypatch):
+    """The same turns and blink, on the replay's own schedule: each starts 2 s after its prompt
+    (a person reacts within 1.5 s), so none answers, though each is the asked action."""
+    from biometrics.bench import _replay_clips, self_acting_replay
+    monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(("turn_left", "blink"), 0.8)))
+    chip, _ = RespondingCamera.pad_dev(pad_dev)
+    res, seen = prompted(verifier, chip, RespondingCamera(self_acting_replay(_replay_clips(pad_dev), "L", 10.0, 2.8)),
+                         window_s=8)
+    assert seen.count("challenge_turn_left") == 1 and "challenge_done" not in seen
+    assert res.liveness == "undetermined" and res.outcome == "failure_to_acquire"
+    assert "challenge_timeout:turn_left" in res.reasons and "onset_late" in res.reasons, res.reasons
 
 
 @pytest.mark.models
@@ -122,7 +141,7 @@ def test_a_recorded_person_answers_both_actions_and_passes(verifier, pad_dev, mo
 def test_without_one_asked_action_the_window_is_referred(verifier, pad_dev, monkeypatch, kinds):
     """The same recording, minus the turn clip: the loop keeps playing, nothing answers the turn."""
     monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
-    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, drop=("challenge_turn_left",)), window_s=8)
+    res, seen = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, drop=("challenge_turn_left",), seed=4), window_s=8)
     assert "challenge_turn_left" in seen and "challenge_done" not in seen
     assert res.outcome == "failure_to_acquire" and res.liveness == "undetermined"
     assert "challenge_timeout:turn_left" in res.reasons, res.reasons
@@ -132,7 +151,7 @@ def test_without_one_asked_action_the_window_is_referred(verifier, pad_dev, monk
 @pytest.mark.parametrize("kinds", [("turn_left", "blink"), ("blink", "turn_right")])
 def test_a_turn_to_the_wrong_side_is_refused(verifier, pad_dev, monkeypatch, kinds):
     monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
-    res, _ = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, wrong_side=True), window_s=8)
+    res, _ = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, wrong_side=True, seed=5), window_s=8)
     turn = next(k for k in kinds if k.startswith("turn"))
     assert res.liveness == "undetermined" and res.outcome == "failure_to_acquire"
     assert f"challenge_wrong:{turn}" in res.reasons, res.reasons

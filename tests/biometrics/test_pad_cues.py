@@ -3,6 +3,8 @@ blink / head-turn challenge, on generated landmark sequences and on real images 
 from __future__ import annotations
 
 import csv
+import itertools
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -154,145 +156,105 @@ def test_attack_cues_win_over_an_answered_challenge():
     assert ev.challenge_met and d.verdict == "attack" and "planar_motion" in d.reasons
 
 
-def test_challenges_are_two_random_actions_one_a_turn_bilingual_and_timed_inside_the_window():
-    drawn = [Challenge.random() for _ in range(300)]
-    assert all(len(c.kinds) == 2 and len(set(c.kinds)) == 2 for c in drawn)
-    assert all(set(c.kinds) & {"turn_left", "turn_right"} for c in drawn)
-    assert {c.kinds for c in drawn} == {(a, b) for a in CHALLENGES for b in CHALLENGES
-                                       if a != b}   # every pair, both orders
-    times = [c.issue_at for c in drawn]
-    assert 0.5 <= min(times) and max(times) <= 1.5 and len(set(times)) > 250
+def test_challenges_are_random_actions_with_a_turn_bilingual_and_timed_inside_the_window():
+    drawn = [Challenge.random() for _ in range(780)]
+    assert all(len(c.kinds) == 3 and set(c.kinds) & {"turn_left", "turn_right"} for c in drawn)
+    orders = Counter(c.kinds for c in drawn)   # every order but blink-blink-blink, about equally (1/26 each)
+    assert len(orders) == 26 and ("blink",) * 3 not in orders
+    assert all(10 <= k <= 60 for k in orders.values()), orders
+    times, gaps = [c.issue_at for c in drawn], [g for c in drawn for g in c.gaps]
+    assert Challenge.FIRST[0] <= min(times) and max(times) <= Challenge.FIRST[1] and len(set(times)) > 750
+    assert len(gaps) == 2 * 780 and Challenge.GAP[0] <= min(gaps) and max(gaps) <= Challenge.GAP[1]
+    assert all(c.kinds != ("blink",) for c in (Challenge.random(1) for _ in range(50)))
     for kind in CHALLENGES:
         g = GUIDANCE[Challenge.guidance_code(kind)]
         assert g.vi and g.en and g.vi != g.en
+    assert GUIDANCE["challenge_next"].vi and GUIDANCE["challenge_next"].en
     with pytest.raises(ValueError):
         Challenge(("blink", "smile"), 1.0)
+    with pytest.raises(ValueError):
+        Challenge.random(0)
 
 
-# ---- real images: the detector and 68-point landmark model on a photo warped by homographies ----
-
-@pytest.fixture(scope="module")
-def verifier(models_dir):
-    from biometrics.pipeline import FaceVerifier
-    return FaceVerifier.load(models_dir)
+FPS = 15.0
 
 
-def _plane_homographies(w: int, h: int, n: int, seed: int) -> list[np.ndarray]:
-    """A sheet tilted up to ~25 degrees about both axes and drifting: the image of a plane under a
-    pinhole camera, i.e. one homography per frame."""
+def timed_actions(actions: dict[float, str], seconds: float = 6.0, seed: int = 0) -> list[FrameCues]:
+    """15 frames a second of a head at rest that starts each action at its time (seconds): 'L'/'R' a
+    20-degree turn to the person's left/right and back over 0.4 s, 'B' a blink over 0.13 s."""
     rng = np.random.default_rng(seed)
-    f, out = 1.2 * w, []
-    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
-    sy, sx = rng.choice([-1, 1], 2)
-    for a in np.linspace(0, 25, n):
-        ry, rx = np.radians(sy * a), np.radians(sx * a / 2)
-        r = (np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
-             @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
-        t = np.array([a * 0.002 * w, 0.0, f])
-        m = k @ np.c_[r[:, :2], t] @ np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]])
-        out.append(m / m[2, 2])
-    base = np.linalg.inv(out[0])
-    return [m @ base for m in out]
+    pts, n = face3d(), int(seconds * FPS)
+    yaw, eyes = np.zeros(n), np.full(n, 0.95)
+    for at, a in actions.items():
+        i = int(round(at * FPS))
+        if a == "B":
+            eyes[i:i + 2] = [0.3, 0.02][:len(eyes[i:i + 2])]
+        else:
+            yaw[i:i + 6] = np.array([7.0, 14.0, 20.0, 20.0, 13.0, 5.0])[:len(yaw[i:i + 6])] * (1 if a == "L" else -1)
+    return [cues(project(pts, -y, 0.0) + rng.normal(0, 0.3, (68, 2)), eyes=e, t=i / FPS, yaw=y)
+            for i, (y, e) in enumerate(zip(yaw, eyes))]
 
 
-@pytest.mark.models
-def test_real_landmarks_of_a_warped_photo_are_planar(verifier, demo_dir):
-    v = verifier
-    photo = cv2.imread(str(demo_dir / "eileen_collins_nasa.png"))
-    h, w = photo.shape[:2]
-    canvas = cv2.copyMakeBorder(photo, h // 4, h // 4, w // 4, w // 4, cv2.BORDER_CONSTANT, value=(90, 90, 90))
-    H, W = canvas.shape[:2]
-    ev = LivenessEvidence(LivenessPolicy(min_frames=4))
-    for m in _plane_homographies(W, H, 10, seed=0):
-        img = cv2.warpPerspective(canvas, m, (W, H), borderValue=(90, 90, 90))
-        faces = v.detector.detect(img)
-        assert faces
-        face = max(faces, key=lambda f: f.score)
-        ev.add(cues(v.landmarks.predict(img, face.box)))
-    d = ev.decide(final=True)
-    assert d.verdict == "attack" and "planar_motion" in d.reasons, d.cues
+PROMPT = 1.0   # the first prompt; the answer's onset is timed from it
 
 
-@pytest.mark.models
-def test_real_live_frames_are_not_planar(verifier, shared_dir):
-    """The gate's passing traveller (pad-dev live frames of one person) moves like a head."""
-    v = verifier
-    paths = sorted((shared_dir / "data" / "pad-dev" / "images" / "BalveerSinghYT").glob("*.png"))
-    labels = {r["path"]: r["label"] for r in csv.DictReader(open(shared_dir / "data" / "pad-dev" / "labels.csv"))}
-    ev = LivenessEvidence(LivenessPolicy(min_frames=4))
-    for p in paths:
-        if labels.get(f"images/BalveerSinghYT/{p.name}") != "live":
-            continue
-        img = cv2.imread(str(p))
-        faces = v.detector.detect(img)
-        if faces:
-            ev.add(cues(v.landmarks.predict(img, max(faces, key=lambda f: f.score).box)))
-    d = ev.decide(final=True)
-    assert d.cues["planar_pairs"] >= 3 and "planar_motion" not in d.reasons, d.cues
+@pytest.mark.parametrize("kind,act", [("turn_left", "L"), ("turn_right", "R"), ("blink", "B")])
+def test_an_action_counts_only_if_it_starts_within_a_human_reaction_time_of_its_prompt(kind, act):
+    for reaction in (0.3, 0.7, 1.2, 1.4):   # a person who read the prompt: passes
+        ev, d = decide(timed_actions({PROMPT + reaction: act}), challenge=Challenge(kind, PROMPT))
+        assert ev.challenge_met and d.verdict == "live", (reaction, d.reasons)
+    for late in (1.7, 2.4):   # acting on its own schedule, after the window: refused though it did the action
+        ev, d = decide(timed_actions({PROMPT + late: act}), challenge=Challenge(kind, PROMPT))
+        assert not ev.challenge_met and d.reasons == [f"challenge_timeout:{kind}", "onset_late"], (late, d.reasons)
 
 
-# ---- simulated attack generator -----------------------------------------------------------------
-
-def _face_like(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.full((160, 160, 3), (60, 110, 170), np.uint8)
-    cv2.ellipse(img, (80, 85), (45, 60), 0, 0, 360, (120, 160, 210), -1)
-    for cx in (62, 98):
-        cv2.circle(img, (cx, 70), 6, (40, 40, 40), -1)
-    return cv2.GaussianBlur(img, (5, 5), 0) + rng.integers(0, 3, img.shape, dtype=np.uint8)
-
-
-@pytest.mark.parametrize("kind", ["print", "replay"])
-def test_attack_generator_is_reproducible_by_seed_and_changes_the_image(kind):
-    from biometrics.pad_synth import ATTACKS
-    img = _face_like(0)
-    a = ATTACKS[kind](img, np.random.default_rng(7))
-    b = ATTACKS[kind](img, np.random.default_rng(7))
-    c = ATTACKS[kind](img, np.random.default_rng(8))
-    assert a.shape == img.shape and a.dtype == np.uint8
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert np.abs(a.astype(int) - img).mean() > 5
+@pytest.mark.parametrize("early", [-0.1, 0.0, 0.1])
+def test_a_turn_started_before_the_prompt_could_be_read_is_anticipation_and_loses(early):
+    """Under way at the prompt or started within `challenge_settle_s` of it: no reaction to the prompt."""
+    ev, d = decide(timed_actions({PROMPT + early: "L"}), challenge=Challenge("turn_left", PROMPT))
+    assert ev.challenge_wrong and d.reasons == ["challenge_wrong:turn_left", "onset_early"], (early, d.reasons)
+    assert ev.challenge_failed
+    ev, d = decide(timed_actions({PROMPT - 0.4: "L"}), challenge=Challenge("turn_left", PROMPT))
+    assert not ev.challenge_met and d.reasons == ["challenge_timeout:turn_left", "onset_late"]   # over before it
 
 
-def test_simulated_replay_raises_the_moire_cue():
-    from biometrics.liveness import moire_score
-    from biometrics.pad_synth import replay_attack
-    img = cv2.resize(_face_like(1), (320, 320))
-    base = moire_score(img)
-    scores = [moire_score(replay_attack(img, np.random.default_rng(s))) for s in range(6)]
-    assert np.median(scores) > 2 * base, (base, scores)
+def test_a_blink_at_the_prompt_answers_nothing_but_a_blink_after_it_does():
+    ev, d = decide(timed_actions({PROMPT + 0.05: "B"}), challenge=Challenge("blink", PROMPT))
+    assert not ev.challenge_met and d.reasons == ["challenge_timeout:blink", "onset_late"]
+    ev, d = decide(timed_actions({PROMPT + 0.05: "B", PROMPT + 0.9: "B"}), challenge=Challenge("blink", PROMPT))
+    assert ev.challenge_met and d.verdict == "live"
 
 
-@pytest.mark.models
-def test_capture_loop_asks_a_challenge_and_an_unanswered_one_is_referred(models_dir, shared_dir):
-    """Recorded live frames without a blink or a turn cannot answer a request drawn at run time: the
-    window ends undetermined (a referral), whichever challenge was drawn."""
-    import dataclasses
-
-    from biometrics.camera import ImageSequenceCamera
-    from biometrics.pipeline import FaceVerifier
-    v = FaceVerifier.load(models_dir)   # its own instance: the policy is changed below
-    v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=True)
-    root = shared_dir / "data" / "pad-dev"
-    rows = [r for r in csv.DictReader((root / "labels.csv").open())
-            if "/BalveerSinghYT/" in r["path"] and r["label"] == "live"]
-    frames = []
-    for r in rows:   # one recorded frame has the eyes shut (a blink in the recording): leave it out
-        img = cv2.imread(str(root / r["path"]))
-        face = max(v.detector.detect(img), key=lambda f: f.score)
-        if v.eyes.p_open(img, v.landmarks.predict(img, face.box)) > 0.5:
-            frames.append(img)
-    seen = []
-    t = iter(np.arange(0.0, 100.0, 0.1))
-    res = v.verify(ImageSequenceCamera(frames[1:], loop=True), v.reference(frames[0]), window_s=4,
-                   clock=lambda: float(next(t)), on_guidance=seen.append)
-    assert res.liveness == "undetermined"
-    assert any(r.startswith("challenge_timeout:") for r in res.reasons), res.reasons
-    assert any(g.code.startswith("challenge_") for g in seen)
+def test_the_next_prompt_waits_for_rest_and_a_turn_during_the_rest_loses():
+    c = Challenge(("turn_left", "turn_right"), PROMPT, gaps=(1.0,))
+    ev, d = decide(timed_actions({1.6: "L", 3.5: "R"}), challenge=c)   # left answered ~2.1 s; right prompted ~3.1 s
+    assert ev.challenge_met and d.verdict == "live" and 3.0 <= ev.answered_at - 0.0 <= 4.5
+    ev, d = decide(timed_actions({1.6: "L", 2.4: "R"}), challenge=c)   # right before its prompt: not asked yet
+    assert ev.steps_met == 1 and ev.challenge_wrong and d.reasons == ["challenge_wrong:turn_right"]
+    ev, d = decide(timed_actions({1.6: "L", 5.0: "R"}), challenge=c)   # right too long after its prompt
+    assert ev.steps_met == 1 and d.reasons == ["challenge_timeout:turn_right", "onset_late"]
 
 
-def test_an_answer_long_after_the_request_does_not_count():
-    eyes = [0.9] * 6 + [0.02, 0.9]                      # blink at 1.5 s, request at 0.2 s, 1 s to answer
-    ev, d = decide(_answer_frames(0, eyes), LivenessPolicy(min_frames=4, challenge_response_s=1.0),
-                   Challenge("blink", 0.2))
-    assert not ev.challenge_met and d.reasons == ["challenge_timeout:blink"]
+def test_a_replay_acting_on_a_fixed_schedule_rarely_meets_random_prompts():
+    """Left, right, blink every 1.5 s at a random phase against random challenges: each action must
+    start 0.2-1.5 s after a prompt it cannot foresee, and no other turn may come, so it passes only
+    by chance; the same schedule acted on cue passes."""
+    rng = np.random.default_rng(7)
+    orders = [o for o in itertools.product(CHALLENGES, repeat=3) if set(o) != {"blink"}]   # each order once
+    passed = 0
+    for k, order in enumerate(orders):
+        phase = rng.uniform(0, 4.5)
+        sched = {phase + 1.5 * i: "LRB"[i % 3] for i in range(6) if phase + 1.5 * i < 7.0}
+        c = Challenge(order, rng.uniform(*Challenge.FIRST), tuple(rng.uniform(*Challenge.GAP, 2)))
+        passed += decide(timed_actions(sched, 7.0, seed=k), challenge=c)[0].challenge_met
+    assert passed <= 2, passed
+    c = Challenge(("blink", "turn_right", "turn_right"), 0.8, gaps=(0.7, 0.4))
+    on_cue = {1.3: "B", 1.3 + 0.13 + 0.7 + 0.6: "R", 1.3 + 0.13 + 0.7 + 0.6 + 0.47 + 0.4 + 0.9: "R"}
+    ev, d = decide(timed_actions(on_cue, 7.0), challenge=c)
+    assert ev.challenge_met and d.verdict == "live", d.reasons
+
+
+def test_the_share_of_orders_a_fixed_schedule_can_match():
+    assert Challenge.fixed_pattern_chance(3) == pytest.approx(3 / 26)   # one or two turns, anywhere
+    assert Challenge.fixed_pattern_chance(2) == pytest.approx(2 / 8)
+    assert Challenge.fixed_pattern_chance(4) < Challenge.fixed_pattern_chance(3)
