@@ -487,12 +487,18 @@ class _Memo:
         if not callable(f):
             return f
 
+        def once(key, g):
+            if key not in self._seen:
+                self._seen[key] = g()
+            return self._seen[key]
+
         def call(*args):
             key = (name,) + tuple(a.shape + (hash(a.tobytes()),) if isinstance(a, np.ndarray) else repr(a)
                                   for a in args)
-            if key not in self._seen:
-                self._seen[key] = f(*args)
-            return self._seen[key]
+            out = once(key, lambda: f(*args))
+            if isinstance(out, dict) and all(callable(g) for g in out.values()):   # PadModels.parts: deferred calls
+                return {k: (lambda k=k, g=g: once(key + (k,), g)) for k, g in out.items()}
+            return out
         return call
 
 
