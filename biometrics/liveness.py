@@ -610,7 +610,8 @@ class LivenessEvidence:
 
     def _deadline(self) -> float:
         c = self.policy
-        return self.prompted_at + (c.challenge_onset_s if self._onset is None else c.challenge_response_s)
+        onset = min(c.challenge_onset_s, c.challenge_response_s)
+        return self.prompted_at + (onset if self._onset is None else c.challenge_response_s)
 
     def prompt(self, t: float) -> None:
         """The current action is shown with the frame of time `t` (the first at `issue_at` or later,

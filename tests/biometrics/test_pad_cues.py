@@ -258,3 +258,132 @@ def test_the_share_of_orders_a_fixed_schedule_can_match():
     assert Challenge.fixed_pattern_chance(3) == pytest.approx(3 / 26)   # one or two turns, anywhere
     assert Challenge.fixed_pattern_chance(2) == pytest.approx(2 / 8)
     assert Challenge.fixed_pattern_chance(4) < Challenge.fixed_pattern_chance(3)
+
+
+# ---- real images: the detector and 68-point landmark model on a photo warped by homographies ----
+
+@pytest.fixture(scope="module")
+def verifier(models_dir):
+    from biometrics.pipeline import FaceVerifier
+    return FaceVerifier.load(models_dir)
+
+
+def _plane_homographies(w: int, h: int, n: int, seed: int) -> list[np.ndarray]:
+    """A sheet tilted up to ~25 degrees about both axes and drifting: the image of a plane under a
+    pinhole camera, i.e. one homography per frame."""
+    rng = np.random.default_rng(seed)
+    f, out = 1.2 * w, []
+    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
+    sy, sx = rng.choice([-1, 1], 2)
+    for a in np.linspace(0, 25, n):
+        ry, rx = np.radians(sy * a), np.radians(sx * a / 2)
+        r = (np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
+             @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
+        t = np.array([a * 0.002 * w, 0.0, f])
+        m = k @ np.c_[r[:, :2], t] @ np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]])
+        out.append(m / m[2, 2])
+    base = np.linalg.inv(out[0])
+    return [m @ base for m in out]
+
+
+@pytest.mark.models
+def test_real_landmarks_of_a_warped_photo_are_planar(verifier, demo_dir):
+    v = verifier
+    photo = cv2.imread(str(demo_dir / "eileen_collins_nasa.png"))
+    h, w = photo.shape[:2]
+    canvas = cv2.copyMakeBorder(photo, h // 4, h // 4, w // 4, w // 4, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    H, W = canvas.shape[:2]
+    ev = LivenessEvidence(LivenessPolicy(min_frames=4))
+    for m in _plane_homographies(W, H, 10, seed=0):
+        img = cv2.warpPerspective(canvas, m, (W, H), borderValue=(90, 90, 90))
+        faces = v.detector.detect(img)
+        assert faces
+        face = max(faces, key=lambda f: f.score)
+        ev.add(cues(v.landmarks.predict(img, face.box)))
+    d = ev.decide(final=True)
+    assert d.verdict == "attack" and "planar_motion" in d.reasons, d.cues
+
+
+@pytest.mark.models
+def test_real_live_frames_are_not_planar(verifier, shared_dir):
+    """The gate's passing traveller (pad-dev live frames of one person) moves like a head."""
+    v = verifier
+    paths = sorted((shared_dir / "data" / "pad-dev" / "images" / "BalveerSinghYT").glob("*.png"))
+    labels = {r["path"]: r["label"] for r in csv.DictReader(open(shared_dir / "data" / "pad-dev" / "labels.csv"))}
+    ev = LivenessEvidence(LivenessPolicy(min_frames=4))
+    for p in paths:
+        if labels.get(f"images/BalveerSinghYT/{p.name}") != "live":
+            continue
+        img = cv2.imread(str(p))
+        faces = v.detector.detect(img)
+        if faces:
+            ev.add(cues(v.landmarks.predict(img, max(faces, key=lambda f: f.score).box)))
+    d = ev.decide(final=True)
+    assert d.cues["planar_pairs"] >= 3 and "planar_motion" not in d.reasons, d.cues
+
+
+# ---- simulated attack generator -----------------------------------------------------------------
+
+def _face_like(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((160, 160, 3), (60, 110, 170), np.uint8)
+    cv2.ellipse(img, (80, 85), (45, 60), 0, 0, 360, (120, 160, 210), -1)
+    for cx in (62, 98):
+        cv2.circle(img, (cx, 70), 6, (40, 40, 40), -1)
+    return cv2.GaussianBlur(img, (5, 5), 0) + rng.integers(0, 3, img.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["print", "replay"])
+def test_attack_generator_is_reproducible_by_seed_and_changes_the_image(kind):
+    from biometrics.pad_synth import ATTACKS
+    img = _face_like(0)
+    a = ATTACKS[kind](img, np.random.default_rng(7))
+    b = ATTACKS[kind](img, np.random.default_rng(7))
+    c = ATTACKS[kind](img, np.random.default_rng(8))
+    assert a.shape == img.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.abs(a.astype(int) - img).mean() > 5
+
+
+def test_simulated_replay_raises_the_moire_cue():
+    from biometrics.liveness import moire_score
+    from biometrics.pad_synth import replay_attack
+    img = cv2.resize(_face_like(1), (320, 320))
+    base = moire_score(img)
+    scores = [moire_score(replay_attack(img, np.random.default_rng(s))) for s in range(6)]
+    assert np.median(scores) > 2 * base, (base, scores)
+
+
+@pytest.mark.models
+def test_capture_loop_asks_a_challenge_and_an_unanswered_one_is_referred(models_dir, shared_dir):
+    """Recorded live frames without a blink or a turn cannot answer a request drawn at run time: the
+    window ends undetermined (a referral), whichever challenge was drawn."""
+    import dataclasses
+
+    from biometrics.camera import ImageSequenceCamera
+    from biometrics.pipeline import FaceVerifier
+    v = FaceVerifier.load(models_dir)   # its own instance: the policy is changed below
+    v.liveness_policy = dataclasses.replace(v.liveness_policy, challenge=True)
+    root = shared_dir / "data" / "pad-dev"
+    rows = [r for r in csv.DictReader((root / "labels.csv").open())
+            if "/BalveerSinghYT/" in r["path"] and r["label"] == "live"]
+    frames = []
+    for r in rows:   # one recorded frame has the eyes shut (a blink in the recording): leave it out
+        img = cv2.imread(str(root / r["path"]))
+        face = max(v.detector.detect(img), key=lambda f: f.score)
+        if v.eyes.p_open(img, v.landmarks.predict(img, face.box)) > 0.5:
+            frames.append(img)
+    seen = []
+    t = iter(np.arange(0.0, 100.0, 0.1))
+    res = v.verify(ImageSequenceCamera(frames[1:], loop=True), v.reference(frames[0]), window_s=4,
+                   clock=lambda: float(next(t)), on_guidance=seen.append)
+    assert res.liveness == "undetermined"
+    assert any(r.startswith("challenge_timeout:") for r in res.reasons), res.reasons
+    assert any(g.code.startswith("challenge_") for g in seen)
+
+
+def test_an_answer_long_after_the_request_does_not_count():
+    eyes = [0.9] * 6 + [0.02, 0.9]                      # blink at 1.5 s, request at 0.2 s, 1 s to answer
+    ev, d = decide(_answer_frames(0, eyes), LivenessPolicy(min_frames=4, challenge_response_s=1.0),
+                   Challenge("blink", 0.2))
+    assert not ev.challenge_met and d.reasons == ["challenge_timeout:blink", "onset_late"]
