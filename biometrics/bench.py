@@ -549,7 +549,8 @@ def _upper95(k: int, n: int) -> float:
 
 def bench_challenge(v, pad: Path, n: int, seed: int) -> dict[str, str]:
     """The challenge's cases, `n` capture windows each, seeds from `seed`: the answering recording
-    (random reaction 0.3-1.0 s), the same person turning the wrong way, replays acting on their own
+    (random reaction 0.3-1.0 s), a slower one (0.3-1.5 s, turns twice as long), the same person
+    turning the wrong way, replays acting on their own
     schedules at random phases, and a replay designed against the rules (blinking every 0.4 s, so
     any blink request is met, and two turns in step with the window where prompts most likely fall). Prints judged-live counts with a 95% upper bound,
     the reasons the others were refused, and the analytic bound for any fixed-pattern replay."""
@@ -567,6 +568,9 @@ def bench_challenge(v, pad: Path, n: int, seed: int) -> dict[str, str]:
     cases: list[tuple[str, list]] = []
     cams = [RespondingCamera.pad_dev(pad, seed=seed + k)[1] for k in range(n)]
     cases.append(("the answering recording (reaction 0.3-1.0 s)", cams))
+    cases.append(("a slower person (reaction 0.3-1.5 s, turns twice as long)",
+                  [RespondingCamera.pad_dev(pad, hold=2, reaction_s=(0.3, 1.5), seed=seed + 500 + k)[1]
+                   for k in range(n)]))
     cases.append(("the same person turning the wrong way",
                   [RespondingCamera.pad_dev(pad, wrong_side=True, seed=seed + k)[1] for k in range(n)]))
     for j, (label, actions, period) in enumerate(SELF_ACTING):

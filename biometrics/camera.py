@@ -191,11 +191,12 @@ class RespondingCamera:
         self._lock = threading.Lock()
 
     @classmethod
-    def pad_dev(cls, root: Path, drop: tuple[str, ...] = (), wrong_side: bool = False,
+    def pad_dev(cls, root: Path, drop: tuple[str, ...] = (), wrong_side: bool = False, hold: int = 1,
                 **kw) -> tuple[Path, "RespondingCamera"]:
         """(chip photo path, camera) for the recorded person above; `root` is pad-dev's folder.
         `drop` leaves answer clips out (a person who does not do what is asked); `wrong_side`: he
-        turns right when asked left and left when asked right."""
+        turns right when asked left and left when asked right; `hold`: each frame of a turn shown this
+        many times (2: a 0.53 s turn and back instead of 0.27 s, a slower person)."""
         d = root / "images" / PAD_DEV_PERSON
 
         def paths(names):
@@ -205,7 +206,7 @@ class RespondingCamera:
             img = cv2.imread(str(d / f"{PAD_DEV_TURN_FROM}.png"), cv2.IMREAD_COLOR)
             if img is None:
                 raise CameraError(f"cannot read frame image {PAD_DEV_TURN_FROM}.png")
-            return [head_turn(img, sign * deg) for deg in TURN_DEGREES]
+            return [head_turn(img, sign * deg) for deg in TURN_DEGREES for _ in range(hold)]
 
         clips = {"challenge_blink": lambda: paths(PAD_DEV_BLINK),
                  "challenge_turn_left": lambda: turned(-1 if wrong_side else 1),

@@ -551,7 +551,7 @@ class LivenessPolicy:
     challenge_actions: int = 3       # how many (at least one a turn)
     challenge_response_s: float = 3.0  # each action must be answered (back at rest) this soon after its prompt
     challenge_settle_s: float = 0.2  # rest (eyes open, head at its baseline) seen this long after a prompt first
-    challenge_onset_s: float = 1.5   # ... and the action must have started by then (a human reaction time)
+    challenge_onset_s: float = 1.7   # ... and started by then (a reaction of 1.5 s plus display and frame latency)
     turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
     turn_back_deg: float = 6.0       # ... and back within this of the baseline ends it
     identity_min: float = 0.45       # cosine below which two frames show different people

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 
 import cv2
 import numpy as np
@@ -171,3 +172,28 @@ def test_a_replay_that_blinks_by_itself_is_refused(verifier, pad_dev, monkeypatc
     assert "challenge_turn_left" in seen or "challenge_turn_right" in seen
     assert res.liveness != "live" and res.outcome != "match", res.reasons
     assert any(r.startswith("challenge_timeout:turn") for r in res.reasons), res.reasons
+
+
+def _answer_times(seed, prompts=(5, 40, 80), n=110, reaction_s=(0.3, 1.0)):
+    """(reactions drawn, seconds from each prompt to its clip's first frame) of a camera whose loop
+    is black frames and whose one answer clip is white, prompted before the given frame numbers."""
+    black, white = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)
+    cam = RespondingCamera([black], {"challenge_blink": [white]}, reaction_s=reaction_s, seed=seed)
+    starts = []
+    for f in itertools.islice(cam.frames(), n):
+        if f.index in prompts:
+            cam.respond("challenge_blink")   # reaches the person before the next frame
+            asked = f.timestamp + 1 / 15
+        if f.image[0, 0, 0] == 255:
+            starts.append(f.timestamp - asked)
+    return cam.reactions, starts
+
+
+def test_the_recorded_person_reacts_after_a_seeded_human_reaction_time():
+    reactions, starts = _answer_times(seed=11)
+    assert len(reactions) == 3 and all(0.3 <= r <= 1.0 for r in reactions)
+    assert all(abs(s - r) <= 0.5 / 15 + 1e-9 for s, r in zip(starts, reactions)), (starts, reactions)   # nearest frame
+    assert _answer_times(seed=11)[0] == reactions and _answer_times(seed=12)[0] != reactions
+    assert _answer_times(seed=3, reaction_s=0.6)[0] == [0.6] * 3
+    with pytest.raises(ValueError):
+        RespondingCamera([np.zeros((4, 4, 3), np.uint8)], reaction_s=(1.0, 0.3))
