@@ -659,7 +659,7 @@ def cmd_bench_pad_seq(args) -> None:
     n_bona = report["bona_fide"]["n"]
     print("test: sequence-level BPCER {:.2f}% (of {}); APCER per species: {}".format(
         100 * report["bona_fide"]["bpcer"], n_bona, ", ".join(f"{s} {100 * a:.2f}%" for s, a in apcer.items())))
-    # the challenge on top: two prompted actions
+    # the challenge on top: prompted actions
     chal = dataclasses.replace(policy, challenge=True)
     v.liveness_policy = chal
     attacks = [(s, who, f) for s, who, f in test if s != "bona_fide"]
@@ -674,7 +674,7 @@ def cmd_bench_pad_seq(args) -> None:
                                                        "identity_min", "min_frames")},
             "rule": "attack if any cue fires (identity switch, mean single-image p(live) over the window < "
                     "policy.model_threshold, moire, border, no natural motion, planar motion); 'live' also needs "
-                    "both challenge actions answered when it is on; anything else undetermined",
+                    "every challenge action answered when it is on; anything else undetermined",
             "model_threshold_fit": f"quantile {args.bpcer_target} of the mean p(live) of {len(bona)} calibration "
                                    "bona fide sequences (the single-image cue silenced)",
             "bpcer": report["bona_fide"]["bpcer"], "apcer": apcer, "per_species": report,

@@ -11,8 +11,8 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`);
 * `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
             of the first frame (`planar_residuals`), which a head with depth cannot do;
-* `challenge` two randomised requests, a head turn to a random side and a blink or the other turn
-            (`Challenge`), each answered from rest, in order, within its response window;
+* `challenge` randomised requests (blink, turn left/right; `Challenge`), each started from rest
+            within a human reaction time of its prompt, in order, with rest between;
 * `identity` the same person throughout: the embedded frames must not fall into two groups of
             different people (a live accomplice cannot lend liveness to a photo of the holder).
 
