@@ -510,8 +510,8 @@ class Challenge:
         match at all, before timing. People blink by themselves, so a blink is never refused and a
         replay blinking every few tenths of a second meets any blink request: its turns alone must
         fit, and a schedule of k turns fits the C(n, k) orders that ask those turns at some k of the
-        n steps and blinks at the others, of 3**n - 1. Each of its turns must then also start
-        0.2-1.5 s after a prompt it cannot foresee; the bench measures how often that happens."""
+        n steps and blinks at the others, of 3**n - 1. Each of its turns must then also start within
+        the onset window of a prompt it cannot foresee; `bench-pad-seq` measures how often it does."""
         return max(math.comb(n, k) for k in range(1, n + 1)) / (3 ** n - 1)
 
     @staticmethod
