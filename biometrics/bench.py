@@ -8,6 +8,7 @@ cv2.FaceRecognizerSF.alignCrop, then the same recognizer through onnxruntime), a
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -22,6 +23,7 @@ from .align import align, five_from_68
 from .calibrate import draw_det, pad_rates, pad_threshold, progress, read_csv, sha256_file
 from .detect import competing_faces, primary_face
 from .pipeline import APPEARANCE_EVERY
+from .models import DEFAULT_CALIBRATION
 from .quality import assess
 from .recognize import cosine
 
@@ -303,7 +305,8 @@ def cmd_bench_pad(args) -> None:
     v = _verifier(args)
     s = load_split(v, args.data, "test", args.max_faces // 4, args.cache)
     f = features(s, padnet_logits(PadNet.from_repo().session, s.crops))
-    fusion, thr = v.pad.fusion, v.liveness_policy.model_threshold
+    fusion = v.pad.fusion
+    thr = float(json.loads(DEFAULT_CALIBRATION.read_text())["liveness"]["model_threshold"])   # single image
     cols = {k: CUE_SIGN[k] * f[k] for k in CUE_SIGN}
     if fusion is not None:
         cols["fusion"] = np.array([fusion.score({k: f[k][i] for k in fusion.features}) for i in range(len(s.species))])

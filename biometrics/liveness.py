@@ -134,22 +134,15 @@ class PadFusion:
     weights: np.ndarray
     bias: float
     padnet_sha256: str | None = None   # the PadNet file the weights were fitted with
-    veto: tuple[float, float] | None = None   # (third-party threshold, fused threshold), see `score`
 
     def z(self, values: dict[str, float]) -> float:
         v = (np.array([values[k] for k in self.features], np.float64) - self.mean) / self.std
         return float(self.bias + v @ self.weights)
 
     def score(self, values: dict[str, float]) -> float:
-        """p(live); with a veto, capped so that it reaches the fused threshold only when the
-        third-party score also reaches its own. PadNet learnt its bona fide class from web photos,
-        so a clean digital photo looks live to it; the third-party models, trained on camera
-        captures, still see such a photo as one. Neither alone decides 'live'."""
-        p = float(1.0 / (1.0 + np.exp(-np.clip(self.z(values), -40, 40))))
-        if self.veto is not None:
-            tp_thr, thr = self.veto
-            p = min(p, float(np.clip(values["thirdparty"] - tp_thr + thr, 0.0, 1.0)))
-        return p
+        """p(live). The third-party score is one input among the others, with the weight the fit
+        gave it: no single model decides alone (MiniFASNet refuses some webcam people outright)."""
+        return float(1.0 / (1.0 + np.exp(-np.clip(self.z(values), -40, 40))))
 
     @classmethod
     def fit(cls, features: tuple[str, ...], X: np.ndarray, live: np.ndarray, sample_weight: np.ndarray,
@@ -175,15 +168,12 @@ class PadFusion:
     def as_record(self) -> dict:
         r = lambda a: [round(float(v), 6) for v in a]  # noqa: E731
         return {"features": list(self.features), "mean": r(self.mean), "std": r(self.std),
-                "weights": r(self.weights), "bias": round(self.bias, 6), "padnet_sha256": self.padnet_sha256,
-                "veto": None if self.veto is None else {"thirdparty_threshold": round(self.veto[0], 6),
-                                                        "fused_threshold": round(self.veto[1], 6)}}
+                "weights": r(self.weights), "bias": round(self.bias, 6), "padnet_sha256": self.padnet_sha256}
 
     @classmethod
     def from_record(cls, rec: dict) -> "PadFusion":
         return cls(tuple(rec["features"]), np.array(rec["mean"], np.float64), np.array(rec["std"], np.float64),
-                   np.array(rec["weights"], np.float64), float(rec["bias"]), rec.get("padnet_sha256"),
-                   (rec["veto"]["thirdparty_threshold"], rec["veto"]["fused_threshold"]) if rec.get("veto") else None)
+                   np.array(rec["weights"], np.float64), float(rec["bias"]), rec.get("padnet_sha256"))
 
     @classmethod
     def from_calibration(cls, path: Path = DEFAULT_CALIBRATION) -> "PadFusion | None":
@@ -198,7 +188,7 @@ class PadModels:
     """Single-image PAD.
 
     `score` is the calibrated fusion (`PadFusion`) of our PadNet logit, the artefact cues and the
-    third-party score (as the fusion record lists them, with its third-party veto); without a fusion
+    third-party score (as the fusion record lists them); without a fusion
     record in calibration.json it falls back to the third-party score. `thirdparty` is the mean of
     two independent families:
 
@@ -283,7 +273,7 @@ class PadModels:
         return parts
 
     def _needs_thirdparty(self) -> bool:
-        return self.fusion is None or "thirdparty" in self.fusion.features or self.fusion.veto is not None
+        return self.fusion is None or "thirdparty" in self.fusion.features
 
     def fuse(self, r: dict[str, object]) -> tuple[float, dict[str, float]]:
         """(p(live), features) from the results of `parts`."""

@@ -5,9 +5,17 @@ tone range in Lab), halftone screen, paper fibre texture and tint, defocus, spec
 and sheen of glossy paper, the sheet's edges in the scene, perspective. `replay_attack` a screen
 replay: backlight and white-point cast, RGB sub-pixel grid, moiré beating with the sensor, refresh
 banding (periodic horizontal bands), glass reflections, the bezel. `camera` is the gate camera's
-own degradation (resampling, sensor noise, JPEG); the training set applies it to bona fide and
-attack images alike, so "was re-encoded" is never a label. Every draw comes from the generator
-passed in, so a seed names an attack set exactly, and held-out sets differ by seed.
+own light degradation (resampling, sensor noise, JPEG). `webcam` is a live capture by a gate-class
+webcam: white balance and exposure off, soft optics, resampling, shot and chroma noise, JPEG.
+
+Web photos (LFW) are the bona fide faces we have in number, but a clean web photo shown to the
+camera is exactly the attack a model must refuse. So bona fide web photos always go through
+`webcam`, and attacks come both strong and `mild` (faint halftone or pixel grid, small gamut
+loss, no frame) and are captured by `webcam`, only lightly by `camera`, or not at all
+(`pad_train._attack`): a clean, noiseless digital photo is an attack, a face with a webcam's look
+and no artefact is live.
+Every draw comes from the generator passed in, so a seed names an attack set exactly, and held-out
+sets differ by seed.
 """
 from __future__ import annotations
 
@@ -62,36 +70,48 @@ def _lab_gamut(img: np.ndarray, rng: np.random.Generator, chroma: float, l_lo: f
     return cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
 
 
-def print_attack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """BGR uint8 -> the same face as a printed photo held to the camera."""
+def print_attack(img: np.ndarray, rng: np.random.Generator, mild: bool = False) -> np.ndarray:
+    """BGR uint8 -> the same face as a printed photo held to the camera (`mild`: a good print,
+    faint halftone and paper, little gamut loss, no sheet edge in view)."""
     h, w = img.shape[:2]
-    base = _lab_gamut(img, rng, rng.uniform(0.45, 0.85), rng.uniform(6, 22), rng.uniform(82, 96),
-                      (rng.uniform(-2, 2), rng.uniform(0, 8)))          # ink gamut, warm paper
+    if mild:
+        base = _lab_gamut(img, rng, rng.uniform(0.75, 0.95), rng.uniform(2, 10), rng.uniform(90, 99),
+                          (rng.uniform(-1, 1), rng.uniform(0, 3)))
+    else:
+        base = _lab_gamut(img, rng, rng.uniform(0.45, 0.85), rng.uniform(6, 22), rng.uniform(82, 96),
+                          (rng.uniform(-2, 2), rng.uniform(0, 8)))          # ink gamut, warm paper
     x = base.astype(np.float32) / 255.0
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     period, a = rng.uniform(2.2, 4.5), rng.uniform(0, np.pi)             # halftone screen, rotated
     dots = np.cos(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period) * \
         np.cos(2 * np.pi * (-xx * np.sin(a) + yy * np.cos(a)) / period)
-    x = x + rng.choice([0.0, rng.uniform(0.02, 0.08)], p=[0.25, 0.75]) * dots[..., None]
+    ink = rng.uniform(0.0, 0.025) if mild else rng.choice([0.0, rng.uniform(0.02, 0.08)], p=[0.25, 0.75])
+    x = x + ink * dots[..., None]
     fibre = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), rng.uniform(0.8, 2.5))
-    x = x + rng.uniform(0.01, 0.04) * fibre[..., None] / (fibre.std() + 1e-6)    # paper texture
+    paper = rng.uniform(0.003, 0.015) if mild else rng.uniform(0.01, 0.04)
+    x = x + paper * fibre[..., None] / (fibre.std() + 1e-6)                    # paper texture
     x = x + rng.normal(0, rng.uniform(0.005, 0.02), (h, w))[..., None]
-    x = _glare(x, rng, int(rng.integers(0, 3)), rng.uniform(0.0, 0.35))
+    x = _glare(x, rng, int(rng.integers(0, 2 if mild else 3)), rng.uniform(0.0, 0.2 if mild else 0.35))
     out = (np.clip(x, 0, 1) * 255).astype(np.uint8)
-    k = int(rng.choice([1, 3, 5]))
+    k = int(rng.choice([1, 3] if mild else [1, 3, 5]))
     if k > 1:
         out = cv2.GaussianBlur(out, (k, k), 0)
-    if rng.random() < 0.7:
+    if rng.random() < (0.15 if mild else 0.7):
         out = _framed(out, rng, tuple(int(v) for v in rng.integers(215, 250, 3)), rng.uniform(0.08, 0.18))
-    return _perspective(out, rng, 0.06, (128, 128, 128))
+    return _perspective(out, rng, 0.03 if mild else 0.06, (128, 128, 128))
 
 
-def replay_attack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """BGR uint8 -> the same face shown on a phone/monitor and filmed by the camera."""
+def replay_attack(img: np.ndarray, rng: np.random.Generator, mild: bool = False) -> np.ndarray:
+    """BGR uint8 -> the same face shown on a phone/monitor and filmed by the camera (`mild`: a
+    good screen, faint pixel grid and moiré, little backlight lift or banding, no bezel in view)."""
     h, w = img.shape[:2]
     x = img.astype(np.float32) / 255.0
-    x = x * rng.uniform(0.75, 1.0) + rng.uniform(0.04, 0.2)                   # backlight lifts blacks
-    x = x * (1 + rng.uniform(-0.08, 0.12, 3)).astype(np.float32)               # white-point cast
+    if mild:
+        x = x * rng.uniform(0.9, 1.0) + rng.uniform(0.0, 0.06)
+        x = x * (1 + rng.uniform(-0.04, 0.05, 3)).astype(np.float32)
+    else:
+        x = x * rng.uniform(0.75, 1.0) + rng.uniform(0.04, 0.2)                   # backlight lifts blacks
+        x = x * (1 + rng.uniform(-0.08, 0.12, 3)).astype(np.float32)               # white-point cast
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     pitch = rng.uniform(2.0, 3.4)                                              # pixel grid: black matrix
     grid = np.cos(2 * np.pi * xx / pitch) * np.cos(2 * np.pi * yy / pitch)    # and RGB sub-pixel stripes
@@ -99,17 +119,18 @@ def replay_attack(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     beat = 1.0 / pitch - 1.0 / rng.uniform(2.2, 3.6)                           # beating with the sensor
     a = rng.uniform(-0.4, 0.4)
     moire = np.cos(2 * np.pi * beat * (xx * np.cos(a) + yy * np.sin(a)))
-    x = x * (1 + rng.uniform(0.03, 0.1) * grid[..., None] + rng.uniform(0.0, 0.06) * sub
-             + rng.uniform(0.02, 0.08) * moire[..., None])
+    f = 0.3 if mild else 1.0
+    x = x * (1 + f * rng.uniform(0.03, 0.1) * grid[..., None] + f * rng.uniform(0.0, 0.06) * sub
+             + f * rng.uniform(0.02, 0.08) * moire[..., None])
     band = np.sin(2 * np.pi * yy / rng.uniform(h / 14, h / 3) + rng.uniform(0, 2 * np.pi))
     if rng.random() < 0.4:
         band = np.tanh(3 * band)                                               # PWM: harder band edges
-    x = x * (1 + rng.choice([0.0, rng.uniform(0.02, 0.1)], p=[0.2, 0.8]) * band[..., None])  # refresh banding
-    x = _glare(x, rng, int(rng.integers(0, 2)), rng.uniform(0.0, 0.25))        # glass reflection
+    x = x * (1 + f * rng.choice([0.0, rng.uniform(0.02, 0.1)], p=[0.2, 0.8]) * band[..., None])  # refresh banding
+    x = _glare(x, rng, int(rng.integers(0, 2)), rng.uniform(0.0, 0.15 if mild else 0.25))   # glass reflection
     out = (np.clip(x, 0, 1) * 255).astype(np.uint8)
-    if rng.random() < 0.6:
+    if rng.random() < (0.15 if mild else 0.6):
         out = _framed(out, rng, (15, 15, 15), rng.uniform(0.08, 0.2))          # bezel
-    return _perspective(out, rng, 0.04, (40, 40, 40))
+    return _perspective(out, rng, 0.03 if mild else 0.04, (40, 40, 40))
 
 
 def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -125,6 +146,25 @@ def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 96))])
         img = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else img
     return img
+
+
+def webcam(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A live face captured by a gate-class webcam: white balance and exposure off, soft optics,
+    a small sensor resampled, shot and chroma noise, JPEG."""
+    h, w = img.shape[:2]
+    x = img.astype(np.float32) / 255.0
+    x = x * (1 + rng.uniform(-0.12, 0.12, 3)).astype(np.float32)               # white balance
+    x = np.clip(x * rng.uniform(0.7, 1.3), 0, 1) ** rng.uniform(0.8, 1.25)     # exposure, tone curve
+    if rng.random() < 0.6:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.4, 1.3))                # soft optics / focus
+    s = rng.uniform(0.35, 0.9)
+    x = cv2.resize(cv2.resize(x, (max(8, int(w * s)), max(8, int(h * s))), interpolation=cv2.INTER_AREA),
+                   (w, h), interpolation=cv2.INTER_LINEAR)
+    shot = np.sqrt(np.clip(x, 1e-4, 1)) * rng.normal(0, rng.uniform(0.01, 0.03), (h, w, 1))
+    chroma = cv2.GaussianBlur(rng.normal(0, rng.uniform(0.004, 0.015), (h, w, 3)).astype(np.float32), (0, 0), 1.0)
+    x = (np.clip(x + shot + chroma, 0, 1) * 255).astype(np.uint8)
+    ok, enc = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 91))])
+    return cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else x
 
 
 ATTACKS = {"print": print_attack, "replay": replay_attack}

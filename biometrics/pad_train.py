@@ -2,18 +2,20 @@
 
 Data (all from ../shared/data, never copied into the repo; cached as face crops outside it):
 
-* bona fide: faces-dev (LFW) images through the simulated camera (`pad_synth.camera`), and the
+* bona fide: faces-dev (LFW) images through a simulated webcam (`pad_synth.webcam`), and the
   pad-dev live frames;
 * real attacks: the pad-dev replays;
-* simulated attacks: `pad_synth.print_attack` / `replay_attack` of those faces-dev images and of
-  the pad-dev live frames, then the same camera.
+* simulated attacks: `pad_synth.print_attack` / `replay_attack`, strong or mild, of those faces-dev
+  images and of the pad-dev live frames, captured by the webcam or only lightly (`camera`): a clean
+  web photo re-presented must score as an attack, a webcam face as live.
 
-Three disjoint splits, BY PERSON and BY GENERATOR SEED: a faces-dev identity goes to train /
-calib / test by a hash of its name (14 / 3 / 3 of 20), each pad-dev person (one per source
-recording) to exactly one split (`PAD_PERSONS`), and every split draws its simulated attacks from
-its own seed range (`SEEDS`). The CNN trains on `train` only; `calibrate-pad` fits the fusion and
-the operating point on `calib`; `bench-pad` reports on `test`, whose people and generator seeds
-neither step saw.
+The data comes in pieces, each built and cached once: one per faces-dev split (identities assigned
+by a hash of the name, 14 / 3 / 3 of 20, each split drawing its simulated attacks from its own seed
+range `SEEDS`) and one per pad-dev person (one source recording; its simulated attacks from its own
+seed range). A split is its faces-dev piece plus the pieces of its pad-dev people (`PAD_PERSONS`),
+so splits share no person and no generator seed. The CNN trains on `train` only; `calibrate-pad`
+fits the fusion and the operating point on `calib`; `bench-pad` reports on `test`, and
+`bench-pad-cv` leaves each pad-dev person out in turn (`cv_folds`).
 
 torch is a training tool only (`pip install -e .[train]`): it is imported inside `train()`, and
 the gate runs the exported ONNX under onnxruntime.
@@ -35,16 +37,20 @@ from .calibrate import pad_rates, pad_threshold, progress, read_csv, sha256_file
 from .liveness import (ARTEFACT_CUES, PADNET_ROLE, PADNET_SCALE, PADNET_SIZE, PadFusion, PadNet, artefact_cues,
                        padnet_crop, padnet_input)
 from .models import CHECKOUT, DEFAULT_CALIBRATION, DEFAULT_MANIFEST
-from .pad_synth import ATTACKS, camera
+from .pad_synth import ATTACKS, camera, webcam
 
 SPLITS = ("train", "calib", "test")
+PAD_PEOPLE = ("BalveerSinghYT", "Krzysiek354", "TrickyF0x", "VishalkrishnaBlaze", "WOLF-huo", "alexcamargoweb")
 PAD_PERSONS = {"train": ("BalveerSinghYT", "Krzysiek354", "WOLF-huo"), "calib": ("alexcamargoweb",),
                "test": ("TrickyF0x", "VishalkrishnaBlaze")}
-PAD_VARIANTS = {"train": 4, "calib": 1, "test": 1}   # renderings per pad-dev frame (camera / attack seeds)
+PAD_RENDERINGS = 4    # renderings per pad-dev frame (camera / attack seeds); calib and test use the first
 PAD_SHARE = 0.35      # share of each species' training weight carried by pad-dev (webcam) samples
-SEEDS = {"train": 0, "calib": 1_000_000, "test": 2_000_000}
+MILD_SHARE = 0.35     # share of simulated attacks drawn mild
+DIGITAL_SHARE = 0.2   # share of simulated attacks left as the clean digital medium (no capture noise at all)
+LIGHT_CAPTURE = 0.25  # share captured lightly (`camera`); the rest by the webcam
+SEEDS = {"train": 0, "calib": 1_000_000, "test": 2_000_000, "pad-dev": 3_000_000}   # + 100_000 per person
 SPECIES = ("bona_fide", "replay_real", "print_sim", "replay_sim")
-DATA_VERSION = "padnet-data-2"   # bump when the generator or the crop changes: invalidates caches
+DATA_VERSION = "padnet-data-4"   # bump when the generator or the crop changes: invalidates caches
 DEFAULT_FEATURES = ("padnet",) + ARTEFACT_CUES + ("thirdparty",)
 PADNET_FILE = "padnet.onnx"
 
@@ -65,6 +71,7 @@ class PadSet:
     source: np.ndarray         # 'faces-dev' | 'pad-dev'
     group: np.ndarray          # person: 'lfw:<identity>' or 'pad:<person>'
     fta: dict[str, int]        # not detected, per species
+    render: np.ndarray         # rendering index of a pad-dev frame (0: the first), 0 for faces-dev
 
     @property
     def live(self) -> np.ndarray:
@@ -89,11 +96,26 @@ class PadSet:
                 w[m & ~pad] = total * (1 - pad_share) / (m & ~pad).sum()
         return w
 
+    def subset(self, m: np.ndarray) -> "PadSet":
+        return PadSet(self.crops[m], {k: v[m] for k, v in self.cues.items()}, self.thirdparty[m], self.species[m],
+                      self.source[m], self.group[m], self.fta, self.render[m])
+
+    @classmethod
+    def concat(cls, sets: list["PadSet"]) -> "PadSet":
+        fta: dict[str, int] = {}
+        for s in sets:
+            for k, v in s.fta.items():
+                fta[k] = fta.get(k, 0) + v
+        return cls(np.concatenate([s.crops for s in sets]),
+                   {k: np.concatenate([s.cues[k] for s in sets]) for k in sets[0].cues},
+                   *(np.concatenate([getattr(s, a) for s in sets]) for a in ("thirdparty", "species", "source", "group")),
+                   fta, np.concatenate([s.render for s in sets]))
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, crops=self.crops, thirdparty=self.thirdparty, species=self.species,
-                            source=self.source, group=self.group, fta=json.dumps(self.fta),
+                            source=self.source, group=self.group, fta=json.dumps(self.fta), render=self.render,
                             **{f"cue_{k}": v for k, v in self.cues.items()})
         os.replace(tmp, path)
 
@@ -101,81 +123,113 @@ class PadSet:
     def load(cls, path: Path) -> "PadSet":
         z = np.load(path, allow_pickle=False)
         return cls(z["crops"], {k[4:]: z[k] for k in z.files if k.startswith("cue_")}, z["thirdparty"],
-                   z["species"], z["source"], z["group"], json.loads(str(z["fta"])))
+                   z["species"], z["source"], z["group"], json.loads(str(z["fta"])), z["render"])
 
 
-def _sources(data: Path, split: str, max_faces: int):
-    """(species, source, group, seed or None, loader) for every sample of the split."""
-    pad = data / "pad-dev"
-    rows = [r for r in read_csv(pad / "labels.csv") if r["path"].split("/")[1] in PAD_PERSONS[split]]
-    seed = SEEDS[split]
+def _attack(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A simulated attack, strong or mild, captured by the webcam, only lightly, or not at all (a
+    clean photo injected or shown so well that no capture noise is left: still an attack)."""
+    medium = ATTACKS[kind](img, rng, mild=bool(rng.random() < MILD_SHARE))
+    r = rng.random()
+    return medium if r < DIGITAL_SHARE else camera(medium, rng) if r < DIGITAL_SHARE + LIGHT_CAPTURE \
+        else webcam(medium, rng)
+
+
+def _sources(data: Path, piece: str, max_faces: int):
+    """(species, source, group, seed or None, path, kind, rendering) for every sample of a piece:
+    'lfw:<split>' (faces-dev identities of that split, at most `max_faces` images, each as a
+    webcam bona fide, a print and a replay) or 'pad:<person>' (that person's pad-dev frames,
+    `PAD_RENDERINGS` times each: first as recorded, then re-captured by `camera`, and each live
+    frame made into that many prints and replays)."""
     out = []
-    for r in rows:
-        person = r["path"].split("/")[1]
-        real = "bona_fide" if r["label"] == "live" else "replay_real"
-        out.append((real, "pad-dev", f"pad:{person}", None, pad / r["path"], None))
-        for _ in range(PAD_VARIANTS[split] - 1):      # the same capture through other camera draws
-            seed += 1
-            out.append((real, "pad-dev", f"pad:{person}", seed, pad / r["path"], None))
-        if r["label"] == "live":
-            for name in ATTACKS:
-                for _ in range(PAD_VARIANTS[split]):
-                    seed += 1
-                    out.append((f"{name}_sim", "pad-dev", f"pad:{person}", seed, pad / r["path"], name))
+    if piece.startswith("pad:"):
+        person = piece[4:]
+        pad = data / "pad-dev"
+        seed = SEEDS["pad-dev"] + 100_000 * PAD_PEOPLE.index(person)
+        for r in read_csv(pad / "labels.csv"):
+            if r["path"].split("/")[1] != person:
+                continue
+            real = "bona_fide" if r["label"] == "live" else "replay_real"
+            out.append((real, "pad-dev", piece, None, pad / r["path"], None, 0))
+            for k in range(1, PAD_RENDERINGS):
+                seed += 1
+                out.append((real, "pad-dev", piece, seed, pad / r["path"], None, k))
+            if r["label"] == "live":
+                for name in ATTACKS:
+                    for k in range(PAD_RENDERINGS):
+                        seed += 1
+                        out.append((f"{name}_sim", "pad-dev", piece, seed, pad / r["path"], name, k))
+        return out
+    split = piece[4:]
+    seed = SEEDS[split]
     ids = read_csv(data / "faces-dev" / "identities.csv")
     faces = [r for r in ids if identity_split(r["identity"]) == split]
     faces = faces[::max(1, len(faces) // max_faces)][:max_faces] if max_faces else faces
     for r in faces:
         p = data / "faces-dev" / r["path"]
-        for kind in (None,) + tuple(ATTACKS):
+        for kind in ("webcam",) + tuple(ATTACKS):
             seed += 1
-            out.append(("bona_fide" if kind is None else f"{kind}_sim", "faces-dev", f"lfw:{r['identity']}",
-                        seed, p, kind))
+            out.append(("bona_fide" if kind == "webcam" else f"{kind}_sim", "faces-dev", f"lfw:{r['identity']}",
+                        seed, p, kind, 0))
     return out
 
 
-def build_split(verifier, data: Path, split: str, max_faces: int, thirdparty: bool) -> PadSet:
-    """Render, detect and crop every sample of `split` (the detector box as the gate would see it)."""
-    crops, cues, tp, species, source, group, fta = [], {k: [] for k in ARTEFACT_CUES}, [], [], [], [], {}
-    todo = _sources(data, split, max_faces)
-    for sp, src, grp, seed, path, kind in progress(todo, len(todo), f"pad {split}"):
+def build_piece(verifier, data: Path, piece: str, max_faces: int) -> PadSet:
+    """Render, detect and crop every sample of a piece (the detector box as the gate would see it).
+    The third-party score is computed where a calib or test split may use it: faces-dev calib/test
+    and each pad-dev person's first rendering."""
+    crops, cues, tp, species, source, group, render, fta = [], {k: [] for k in ARTEFACT_CUES}, [], [], [], [], [], {}
+    todo = _sources(data, piece, max_faces)
+    for sp, src, grp, seed, path, kind, k in progress(todo, len(todo), f"pad {piece}"):
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             continue
         if seed is not None:
             rng = np.random.default_rng(seed)
-            img = camera(ATTACKS[kind](img, rng) if kind else img, rng)   # kind None: a live/real capture re-drawn
+            img = (webcam(img, rng) if kind == "webcam" else _attack(kind, img, rng) if kind
+                   else camera(img, rng))          # kind None: a recorded capture re-drawn
         a = verifier.analyze(img, embed=False, retry_padded=True)
         if not a.ok:
             fta[sp] = fta.get(sp, 0) + 1
             continue
         crops.append(padnet_crop(img, a.face.box))
-        for k, v in artefact_cues(img, a.face.box).items():
-            cues[k].append(v)
-        tp.append(verifier.pad.thirdparty(img, a.face.box) if thirdparty else np.nan)
+        for c, v in artefact_cues(img, a.face.box).items():
+            cues[c].append(v)
+        tp.append(verifier.pad.thirdparty(img, a.face.box) if piece not in ("lfw:train",) and k == 0 else np.nan)
         species.append(sp)
         source.append(src)
         group.append(grp)
+        render.append(k)
     return PadSet(np.array(crops, np.uint8).reshape(-1, PADNET_SIZE, PADNET_SIZE, 3),
-                  {k: np.array(v, np.float64) for k, v in cues.items()}, np.array(tp, np.float64),
-                  np.array(species), np.array(source), np.array(group), fta)
+                  {c: np.array(v, np.float64) for c, v in cues.items()}, np.array(tp, np.float64),
+                  np.array(species), np.array(source), np.array(group), fta, np.array(render, np.int64))
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "egate" / "pad"
 
 
-def load_split(verifier, data: Path, split: str, max_faces: int, cache: Path | None = None) -> PadSet:
-    """The split from the cache (keyed by data version, split, size and the data's labels), else built.
+def load_piece(verifier, data: Path, piece: str, max_faces: int, cache: Path | None = None) -> PadSet:
+    """The piece from the cache (keyed by data version, piece, size and the data's labels), else built.
     The cache holds face crops of real people: it stays on this machine, outside the repo."""
-    key = hashlib.sha256(f"{DATA_VERSION}|{split}|{max_faces}|{Path(data).resolve()}|"
+    key = hashlib.sha256(f"{DATA_VERSION}|{piece}|{max_faces}|{Path(data).resolve()}|"
                          f"{sha256_file(Path(data) / 'pad-dev' / 'labels.csv')}".encode()).hexdigest()[:16]
-    path = (cache or cache_dir()) / f"{split}-{key}.npz"
+    path = (cache or cache_dir()) / f"{piece.replace(':', '-')}-{key}.npz"
     if path.is_file():
         return PadSet.load(path)
-    s = build_split(verifier, data, split, max_faces, thirdparty=split != "train")
+    s = build_piece(verifier, data, piece, max_faces)
     s.save(path)
     return s
+
+
+def load_split(verifier, data: Path, split: str, max_faces: int, cache: Path | None = None,
+               persons: tuple[str, ...] | None = None) -> PadSet:
+    """faces-dev `split` plus the pad-dev pieces of `persons` (default `PAD_PERSONS[split]`): every
+    rendering for training, the first only for calib and test."""
+    pads = [load_piece(verifier, data, f"pad:{p}", 0, cache) for p in (persons or PAD_PERSONS[split])]
+    if split != "train":
+        pads = [p.subset(p.render == 0) for p in pads]
+    return PadSet.concat([load_piece(verifier, data, f"lfw:{split}", max_faces, cache)] + pads)
 
 
 def padnet_logits(session, crops: np.ndarray) -> np.ndarray:
@@ -286,50 +340,38 @@ def register(onnx_path: Path, manifest: Path = DEFAULT_MANIFEST) -> dict:
 
 
 # ---- calibration of the fusion ---------------------------------------------------------------
-def webcam_thirdparty(verifier, data: Path) -> np.ndarray:
-    """Third-party scores of the pad-dev live frames of every person outside the test split (those
-    models never trained on them, so PadNet's training people may serve here)."""
-    pad = data / "pad-dev"
-    keep = set(PAD_PERSONS["train"]) | set(PAD_PERSONS["calib"])
-    out = []
-    for r in read_csv(pad / "labels.csv"):
-        if r["label"] == "live" and r["path"].split("/")[1] in keep:
-            img = cv2.imread(str(pad / r["path"]), cv2.IMREAD_COLOR)
-            a = verifier.analyze(img, embed=False, retry_padded=True) if img is not None else None
-            if a is not None and a.ok:
-                out.append(verifier.pad.thirdparty(img, a.face.box))
-    return np.array(out)
-
-
-def calibrate(verifier, calib_set: PadSet, feats: tuple[str, ...], bpcer: float, data: Path,
-              calibration: Path = DEFAULT_CALIBRATION) -> tuple[PadFusion, float]:
-    """Fit the fusion on the calib split, set its threshold at the target BPCER, and the third-party
-    veto at the same BPCER on webcam bona fide frames (`webcam_thirdparty`); write all."""
-    n = len(calib_set.species)
-    f = features(calib_set, padnet_logits(PadNet.from_repo().session, calib_set.crops) if "padnet" in feats
-                 else np.full(n, np.nan))
+def fit_fusion(calib_set: PadSet, feats: tuple[str, ...], padnet: np.ndarray, bpcer: float
+               ) -> tuple[PadFusion, float, dict]:
+    """The logistic fusion fitted on `calib_set` (PadNet logits `padnet`), its threshold at the
+    target BPCER, and the rates it gives there (on the same set: the fit's own figures)."""
+    f = features(calib_set, padnet)
     X = np.c_[[f[k] for k in feats]].T
     ok = np.isfinite(X).all(1)
     fusion = PadFusion.fit(feats, X[ok], calib_set.live[ok], calib_set.species_weights()[ok])
-    if "padnet" in feats:
-        fusion.padnet_sha256 = sha256_file(CHECKOUT / "models" / PADNET_FILE)
     s = np.array([fusion.score(dict(zip(feats, row))) for row in X[ok]])
     live, sp = calib_set.live[ok], calib_set.species[ok]
     thr = pad_threshold(s[live], s[~live], bpcer)
-    webcam = webcam_thirdparty(verifier, data)
-    fusion.veto = (pad_threshold(webcam, np.zeros(0), bpcer), thr)
-    s = np.array([fusion.score(dict(zip(feats, row), thirdparty=tp)) for row, tp in zip(X[ok], f["thirdparty"][ok])])
     per = {k: round(pad_rates(s[live], s[sp == k], thr)[0], 5) for k in SPECIES[1:] if (sp == k).any()}
-    bp = pad_rates(s[live], s[~live], thr)[1]
-    rec = {"model_threshold": round(thr, 6), "bpcer_target": bpcer, "bpcer": round(bp, 5),
-           "apcer_per_species": per, "score": "PadFusion p(live) of " + ", ".join(feats),
+    rates = {"bpcer": round(pad_rates(s[live], s[~live], thr)[1], 5), "apcer_per_species": per,
+             "counts": {k: int((sp == k).sum()) for k in SPECIES}}
+    return fusion, thr, rates
+
+
+def calibrate(calib_set: PadSet, feats: tuple[str, ...], bpcer: float,
+              calibration: Path = DEFAULT_CALIBRATION) -> tuple[PadFusion, float]:
+    """Fit the fusion on the calib split, set its threshold at the target BPCER; write both."""
+    n = len(calib_set.species)
+    fusion, thr, rates = fit_fusion(calib_set, feats, padnet_logits(PadNet.from_repo().session, calib_set.crops)
+                                    if "padnet" in feats else np.full(n, np.nan), bpcer)
+    if "padnet" in feats:
+        fusion.padnet_sha256 = sha256_file(CHECKOUT / "models" / PADNET_FILE)
+    rec = {"model_threshold": round(thr, 6), "bpcer_target": bpcer, "bpcer": rates["bpcer"],
+           "apcer_per_species": rates["apcer_per_species"], "score": "PadFusion p(live) of " + ", ".join(feats),
            "fusion": fusion.as_record(),
-           "dataset": dict({"split": "calib", "pad_dev_persons": list(PAD_PERSONS["calib"]),
-                            "faces_dev_identities": "sha256(identity) % 20 in 14..16",
-                            "generator_seeds": f"{SEEDS['calib']}+", "counts": {k: int((sp == k).sum()) for k in SPECIES},
-                            "fta": calib_set.fta,
-                            "veto_bona_fide": f"{len(webcam)} pad-dev live frames of "
-                                              + ", ".join(PAD_PERSONS["train"] + PAD_PERSONS["calib"])}),
+           "dataset": {"split": "calib", "pad_dev_persons": list(PAD_PERSONS["calib"]),
+                       "faces_dev_identities": "sha256(identity) % 20 in 14..16",
+                       "generator_seeds": f"{SEEDS['calib']}+ (faces-dev), pad-dev per-person ranges",
+                       "counts": rates["counts"], "fta": calib_set.fta},
            "note": ("single-image operating point (per frame, mean over the capture window); development "
                     "data only, recalibrate on the gate's own camera")}
     write_calibration(calibration, "liveness", rec)
@@ -348,7 +390,9 @@ def record(path: Path, onnx_path: Path, train_info: dict, sets: dict[str, PadSet
                              "mirrored where it leaves the frame, INTER_AREA to 96x96 (liveness.padnet_crop)"},
            "output": {"name": "logit", "shape": [1, 1], "meaning": "> 0 = bona fide (live)"},
            "data": {"root": str(data), "version": DATA_VERSION, "max_faces_per_split": max_faces,
-                    "pad_dev_persons": PAD_PERSONS, "pad_dev_renderings": PAD_VARIANTS,
+                    "pad_dev_persons": PAD_PERSONS, "pad_dev_renderings": PAD_RENDERINGS,
+                    "mild_attack_share": MILD_SHARE, "uncaptured_share": DIGITAL_SHARE,
+                    "light_capture_share": LIGHT_CAPTURE,
                     "pad_dev_weight_share": PAD_SHARE, "generator_seed_base": SEEDS,
                     "faces_dev_split": "sha256(identity) % 20: <14 train, 14-16 calib, 17-19 test",
                     "counts": {n: {k: int((s.species == k).sum()) for k in SPECIES} for n, s in sets.items()},
@@ -380,7 +424,7 @@ def cmd_train_pad(args) -> None:
     record(out.with_suffix(".json"), out, info, sets, args.data, args.max_faces)
     print(f"{out} ({entry['bytes']} bytes, sha256 {entry['sha256'][:16]}...) pinned in {DEFAULT_MANIFEST}")
     feats = tuple(args.features.split(","))
-    _, thr = calibrate(v, sets["calib"], feats, args.bpcer, args.data)
+    _, thr = calibrate(sets["calib"], feats, args.bpcer)
     print(f"fusion of {', '.join(feats)} fitted on the calib split, threshold {thr:.4f} at BPCER "
           f"{args.bpcer:g}, written to {DEFAULT_CALIBRATION}")
 
@@ -389,9 +433,130 @@ def cmd_calibrate_pad(args) -> None:
     v = _verifier_without_fusion(args)
     s = load_split(v, args.data, "calib", args.max_faces // 4, args.cache)
     feats = tuple(args.features.split(","))
-    _, thr = calibrate(v, s, feats, args.bpcer, args.data, args.calibration)
+    _, thr = calibrate(s, feats, args.bpcer, args.calibration)
     print(f"fusion of {', '.join(feats)} fitted on the calib split ({len(s.species)} images), "
           f"threshold {thr:.4f} at BPCER {args.bpcer:g}, written to {args.calibration}")
+
+
+# ---- leave-one-person-out cross-validation ---------------------------------------------------
+def cv_folds() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(held-out person, calibration person, training people): each pad-dev person tested once by a
+    model that neither trained nor calibrated on them; the calibration person is the next one."""
+    n = len(PAD_PEOPLE)
+    return [(p, PAD_PEOPLE[(i + 1) % n], tuple(q for q in PAD_PEOPLE if q not in (p, PAD_PEOPLE[(i + 1) % n])))
+            for i, p in enumerate(PAD_PEOPLE)]
+
+
+def _half(s: PadSet, keep: int) -> PadSet:
+    """Every `keep`-th faces-dev identity (by a hash of its name), all pad-dev rows: a smaller
+    training set for the cross-validation folds."""
+    if keep <= 1:
+        return s
+    m = np.array([g.startswith("pad:") or int(hashlib.sha256(g.encode()).hexdigest()[:8], 16) % keep == 0
+                  for g in s.group])
+    return s.subset(m)
+
+
+def _seq_sets(person_frames: dict[str, list[np.ndarray]], seed: int) -> list[tuple[str, list[np.ndarray]]]:
+    """Capture windows of one person: the live and the replay recording from four starting frames,
+    and two prints and two screen replays of their own live frames held and moved in front of the
+    camera (held-out generator seeds)."""
+    from .bench import held_sheet
+    live, spoof = person_frames["live"], person_frames["spoof"]
+    out = []
+    for k in (0, 3, 6, 9):
+        out += [("bona_fide", live[k:] + live[:k]), ("replay_real", spoof[k:] + spoof[:k])]
+    for j, k in enumerate((0, 6)):
+        for name, gen in ATTACKS.items():
+            rng = np.random.default_rng(seed + 10 * j + len(out))
+            out.append((f"{name}_sim", held_sheet(gen(live[k], rng, mild=bool(j)), rng, 12)))
+    return out
+
+
+CV_SPECIES = ("replay_real", "print_sim", "replay_sim")
+
+
+def cmd_bench_pad_cv(args) -> None:
+    """Leave-one-person-out over the 6 pad-dev people: for each, train PadNet on 4 others (plus a
+    share of the faces-dev train identities), fit the fusion and its threshold (BPCER target) on the
+    5th with the faces-dev calib identities, then score the held-out person's frames (single image,
+    at that threshold) and their capture windows (the capture loop as the gate runs it, challenge
+    off, the window's mean p(live) against the same threshold). faces-dev test identities with
+    their held-out seeds are scored by every fold too."""
+    import copy
+    import dataclasses
+    import tempfile
+
+    import onnxruntime as ort
+
+    from .bench import run_sequence
+    v = _verifier_without_fusion(args)
+    base_policy = v.liveness_policy
+    data, feats = args.data, tuple(args.features.split(","))
+    lfw_train = _half(load_piece(v, data, "lfw:train", args.max_faces, args.cache), args.faces_share)
+    lfw_calib = load_piece(v, data, "lfw:calib", args.max_faces // 4, args.cache)
+    lfw_test = load_piece(v, data, "lfw:test", args.max_faces // 4, args.cache)
+    pads = {p: load_piece(v, data, f"pad:{p}", 0, args.cache) for p in PAD_PEOPLE}
+    pad = data / "pad-dev"
+    rows = read_csv(pad / "labels.csv")
+    rec = {p: {lab: [cv2.imread(str(pad / r["path"])) for r in rows if r["path"].split("/")[1] == p
+                     and r["label"] == lab] for lab in ("live", "spoof")} for p in PAD_PEOPLE}
+    folds = [f for f in cv_folds() if not args.only or f[0] in args.only.split(",")]
+    single, seq, lfw_rows = {}, {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (held, cal, trainers) in enumerate(folds):
+            print(f"fold {i + 1}/{len(folds)}: test {held}, calibrate {cal}, train {', '.join(trainers)}", flush=True)
+            tr = PadSet.concat([lfw_train] + [pads[p] for p in trainers])
+            ca = PadSet.concat([lfw_calib, pads[cal].subset(pads[cal].render == 0)])
+            te = PadSet.concat([lfw_test, pads[held].subset(pads[held].render == 0)])
+            onnx = Path(tmp) / f"padnet-{held}.onnx"
+            train(tr, ca, onnx, args.epochs, args.seed, args.threads)
+            sess = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+            fusion, thr, _ = fit_fusion(ca, feats, padnet_logits(sess, ca.crops), args.bpcer)
+            f = features(te, padnet_logits(sess, te.crops))
+            sc = np.array([fusion.score({k: f[k][j] for k in feats}) for j in range(len(te.species))])
+            single[held] = (sc[te.source == "pad-dev"], te.species[te.source == "pad-dev"], thr)
+            lfw_rows.append((sc[te.source == "faces-dev"], te.species[te.source == "faces-dev"], thr))
+            v.pad = copy.copy(v.pad)
+            v.pad.padnet, v.pad.fusion = PadNet(sess), fusion
+            v.liveness_policy = dataclasses.replace(base_policy, model_threshold=thr, challenge=False)
+            seq[held] = [(sp, run_sequence(v, frames)) for sp, frames in
+                         _seq_sets(rec[held], SEEDS["pad-dev"] + 100_000 * PAD_PEOPLE.index(held) + 90_000)]
+            _cv_line(held, single[held], seq[held])
+    print(f"\nleave-one-person-out, {len(folds)} folds: PadNet {args.epochs} epochs on 4 pad-dev people and "
+          f"1/{args.faces_share} of the faces-dev train identities ({int(lfw_train.live.sum())} bona fide); fusion "
+          f"and threshold (BPCER {100 * args.bpcer:.0f}%) on the 5th person + faces-dev calib")
+    print(f"{'held-out person':<20} {'thr':>6}  single image: {'BPCER':>7} " + " ".join(f"{k:>11}" for k in CV_SPECIES)
+          + f"   windows: {'BPCER':>7} " + " ".join(f"{k:>11}" for k in CV_SPECIES))
+    for held in single:
+        _cv_line(held, single[held], seq[held])
+    pooled_s = (np.concatenate([single[h][0] >= single[h][2] for h in single]),
+                np.concatenate([single[h][1] for h in single]))
+    pooled_q = [x for h in seq for x in seq[h]]
+    print(f"{'pooled (pad-dev)':<20} {'':>6}  " + _cv_cells(*pooled_s, pooled_q))
+    acc = np.concatenate([s >= t for s, _, t in lfw_rows])
+    sp = np.concatenate([s for _, s, _ in lfw_rows])
+    print(f"faces-dev test identities, every fold's model at its threshold: BPCER {100 * np.mean(~acc[sp == 'bona_fide']):.1f}%"
+          + "".join(f", APCER {k} {100 * np.mean(acc[sp == k]):.1f}%" for k in CV_SPECIES[1:])
+          + f" ({int((sp == 'bona_fide').sum() / len(lfw_rows))} bona fide, "
+          f"{int((sp == 'print_sim').sum() / len(lfw_rows))} + {int((sp == 'replay_sim').sum() / len(lfw_rows))} attacks)")
+
+
+def _cv_cells(accepted: np.ndarray, species: np.ndarray, windows: list[tuple[str, object]]) -> str:
+    """BPCER and APCER per species (n) for single images (accepted = score >= threshold) and windows."""
+    def rate(a, m, bona):
+        return f"{100 * np.mean(~a[m] if bona else a[m]):5.1f}%/{int(m.sum()):<3}" if m.any() else f"{'-':>10}"
+    ws = np.array([s for s, _ in windows])
+    wl = np.array([r.liveness == "live" for _, r in windows])
+    return (f"{'':14}{rate(accepted, species == 'bona_fide', True):>7} "
+            + " ".join(f"{rate(accepted, species == k, False):>11}" for k in CV_SPECIES)
+            + f"   {'':9}{rate(wl, ws == 'bona_fide', True):>7} "
+            + " ".join(f"{rate(wl, ws == k, False):>11}" for k in CV_SPECIES))
+
+
+def _cv_line(held: str, single: tuple, windows: list) -> None:
+    sc, sp, thr = single
+    print(f"{held:<20} {thr:6.3f}  " + _cv_cells(sc >= thr, sp, windows), flush=True)
 
 
 def add_commands(sub, shared: Path) -> None:
@@ -412,3 +577,12 @@ def add_commands(sub, shared: Path) -> None:
     common(s)
     s.add_argument("--calibration", type=Path, default=DEFAULT_CALIBRATION)
     s.set_defaults(func=cmd_calibrate_pad)
+    s = sub.add_parser("bench-pad-cv", help="leave-one-pad-dev-person-out cross-validation of PadNet + fusion "
+                       "(trains a model per fold: needs the train extra), single image and capture windows")
+    common(s)
+    s.add_argument("--epochs", type=int, default=8, help="per fold (train-pad uses 16)")
+    s.add_argument("--faces-share", type=int, default=2, help="train on 1/N of the faces-dev train identities")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--only", default="", help="comma-separated held-out people (default: all 6)")
+    s.set_defaults(func=cmd_bench_pad_cv)

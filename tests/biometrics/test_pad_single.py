@@ -11,7 +11,7 @@ import pytest
 from biometrics.liveness import (PadFusion, PadModels, PadNet, artefact_cues, banding_score, gamut_spread,
                                  glare_score, padnet_crop)
 from biometrics.models import CHECKOUT, DEFAULT_MANIFEST, ModelError, ModelRegistry
-from biometrics.pad_synth import ATTACKS, _lab_gamut, camera
+from biometrics.pad_synth import ATTACKS, _lab_gamut, camera, webcam
 
 
 def skin(seed: int = 0, size: int = 160) -> np.ndarray:
@@ -98,15 +98,25 @@ def test_fusion_fits_weighted_logistic_and_round_trips():
     assert abs(g.score({"a": 0.5, "b": -0.5, "c": 0.0}) - f.score({"a": 0.5, "b": -0.5, "c": 0.0})) < 1e-5
 
 
-def test_third_party_veto_keeps_a_fused_live_below_threshold():
-    f = PadFusion(("a",), np.zeros(1), np.ones(1), np.ones(1), 0.0, veto=(0.5, 0.4))
-    live_looking = {"a": 5.0}                                   # fused p(live) 0.993
-    assert abs(f.score(dict(live_looking, thirdparty=0.9)) - 0.8) < 1e-9    # capped, still above thr
-    assert f.score(dict(live_looking, thirdparty=0.45)) < 0.4   # the third-party models disagree: below thr
-    assert f.score(dict(live_looking, thirdparty=0.5)) >= 0.4
-    assert f.score({"a": -5.0, "thirdparty": 0.9}) < 0.01       # the veto never raises a score
-    g = PadFusion.from_record(json.loads(json.dumps(f.as_record())))
-    assert g.veto == (0.5, 0.4) and g.score(dict(live_looking, thirdparty=0.45)) == f.score(dict(live_looking, thirdparty=0.45))
+def test_third_party_score_is_a_weighted_input_not_a_veto():
+    """A third-party model that calls a live face an attack lowers the fused score by its weight;
+    it cannot pull a face that every other input calls live below the threshold on its own."""
+    f = PadFusion(("a", "thirdparty"), np.zeros(2), np.ones(2), np.array([2.0, 0.5]), 0.0)
+    assert f.score({"a": 2.0, "thirdparty": 0.008}) > 0.95
+    assert f.score({"a": 2.0, "thirdparty": 0.008}) < f.score({"a": 2.0, "thirdparty": 0.9})
+    assert "veto" not in f.as_record()
+
+
+def test_simulated_attacks_come_strong_and_mild_and_webcam_capture_is_seeded():
+    face = cv2.resize(skin(7), (250, 250))
+    for gen in ATTACKS.values():
+        strong = gen(face, np.random.default_rng(4))
+        mild = gen(face, np.random.default_rng(4), mild=True)
+        assert strong.shape == mild.shape == face.shape
+        # a mild re-presentation departs less from the clean photo than a strong one
+        assert np.abs(mild.astype(int) - face).mean() < np.abs(strong.astype(int) - face).mean()
+    w = webcam(face, np.random.default_rng(5))
+    assert np.array_equal(w, webcam(face, np.random.default_rng(5))) and not np.array_equal(w, face)
 
 
 def test_padnet_crop_mirrors_outside_the_frame():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from biometrics.liveness import PADNET_SIZE
-from biometrics.pad_train import PAD_PERSONS, SEEDS, SPLITS, PadSet, _auc, _sources, identity_split, padnet_logits
+from biometrics.pad_train import (PAD_PEOPLE, PAD_PERSONS, SPLITS, PadSet, _auc, _sources, cv_folds,
+                                  identity_split, padnet_logits)
 
 
 def test_splits_share_no_person_and_no_generator_seed(shared_dir):
@@ -15,7 +16,8 @@ def test_splits_share_no_person_and_no_generator_seed(shared_dir):
         pytest.skip(f"dev data not found in {data}")
     groups, seeds = {}, {}
     for split in SPLITS:
-        rows = _sources(data, split, 40)
+        rows = [r for piece in [f"lfw:{split}"] + [f"pad:{p}" for p in PAD_PERSONS[split]]
+                for r in _sources(data, piece, 40)]
         groups[split] = {r[2] for r in rows}
         seeds[split] = {r[3] for r in rows if r[3] is not None}
         assert {r[0] for r in rows} == {"bona_fide", "replay_real", "print_sim", "replay_sim"}
@@ -25,7 +27,16 @@ def test_splits_share_no_person_and_no_generator_seed(shared_dir):
         for b in SPLITS:
             if a < b:
                 assert not groups[a] & groups[b] and not seeds[a] & seeds[b]
-    assert min(seeds["test"]) > SEEDS["test"] > max(seeds["calib"])
+    per_person = [{r[3] for r in _sources(data, f"pad:{p}", 0) if r[3] is not None} for p in PAD_PEOPLE]
+    assert all(not a & b for i, a in enumerate(per_person) for b in per_person[i + 1:])
+
+
+def test_cross_validation_folds_hold_each_person_out_of_training_and_calibration():
+    folds = cv_folds()
+    assert sorted(f[0] for f in folds) == sorted(PAD_PEOPLE)
+    for held, cal, trainers in folds:
+        assert held != cal and held not in trainers and cal not in trainers
+        assert len(trainers) == len(PAD_PEOPLE) - 2
 
 
 def test_identity_split_is_stable_and_roughly_70_15_15():
@@ -50,7 +61,7 @@ def test_training_exports_an_onnx_that_matches_torch(tmp_path):
     crops = rng.integers(60, 200, (n, PADNET_SIZE, PADNET_SIZE, 3)).astype(np.uint8)
     species = np.array(["bona_fide", "print_sim", "replay_sim"] * (n // 3))
     crops[species != "bona_fide", ::3] = 255          # attacks carry stripes: learnable
-    s = PadSet(crops, {}, np.full(n, np.nan), species, np.full(n, "faces-dev"), np.full(n, "lfw:x"), {})
+    s = PadSet(crops, {}, np.full(n, np.nan), species, np.full(n, "faces-dev"), np.full(n, "lfw:x"), {}, np.zeros(n, int))
     out = tmp_path / "p.onnx"
     info = train(s, s, out, epochs=1, seed=0, threads=1)   # raises if ONNX and torch disagree
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

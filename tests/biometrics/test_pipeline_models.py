@@ -105,6 +105,18 @@ def test_demo_with_liveness_disabled_matches_but_says_so(models_dir, demo):
     assert res.frames_seen < 20  # stopped early once the score was clear
 
 
+def test_clean_demo_portrait_moved_before_the_camera_scores_as_an_attack_frame_by_frame(verifier, demo):
+    """The single-image score itself (PadNet + cues + third-party, no veto) calls a clean digital
+    photo re-presented an attack, not only the challenge or the still-frame cue."""
+    _, live = demo
+    thr = json.loads((CHECKOUT / "models" / "calibration.json").read_text())["liveness"]["model_threshold"]
+    scores = []
+    for frame in moving(live, 8):
+        a = verifier.analyze(frame, embed=False)
+        scores.append(verifier.pad.score(frame, a.face.box))
+    assert max(scores) < thr, scores
+
+
 def test_another_person_is_no_match(verifier, demo, shared_dir):
     _, live = demo
     ref = verifier.reference(other_person(shared_dir))
