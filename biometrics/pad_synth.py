@@ -11,9 +11,9 @@ webcam: white balance and exposure off, soft optics, resampling, shot and chroma
 Web photos (LFW) are the bona fide faces we have in number, but a clean web photo shown to the
 camera is exactly the attack a model must refuse. So bona fide web photos always go through
 `webcam`, and attacks come both strong and `mild` (faint halftone or pixel grid, small gamut
-loss, no frame) and are captured by `webcam`, only lightly by `camera`, or not at all
-(`pad_train._attack`): a clean, noiseless digital photo is an attack, a face with a webcam's look
-and no artefact is live.
+loss, no frame) captured by `webcam` or only lightly by `camera`, and as `digital_copy`, the clean
+photo itself barely moved (`pad_train._attack`): a clean, noiseless digital photo is an attack, a
+face with a webcam's look and no artefact is live.
 Every draw comes from the generator passed in, so a seed names an attack set exactly, and held-out
 sets differ by seed.
 """
@@ -165,6 +165,20 @@ def webcam(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = (np.clip(x + shot + chroma, 0, 1) * 255).astype(np.uint8)
     ok, enc = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 91))])
     return cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else x
+
+
+def digital_copy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A clean photo presented with no trace of medium or capture (a flawless screen, an injected
+    frame): slightly tilted, smaller or not, at most a fine JPEG. No noise is added."""
+    h, w = img.shape[:2]
+    s = rng.uniform(0.5, 1.0)
+    if s < 0.95:
+        img = cv2.resize(img, (max(8, int(w * s)), max(8, int(h * s))), interpolation=cv2.INTER_AREA)
+    img = _perspective(img, rng, 0.02, (128, 128, 128))
+    if rng.random() < 0.5:
+        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(85, 99))])
+        img = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else img
+    return img
 
 
 ATTACKS = {"print": print_attack, "replay": replay_attack}

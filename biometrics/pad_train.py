@@ -37,7 +37,7 @@ from .calibrate import pad_rates, pad_threshold, progress, read_csv, sha256_file
 from .liveness import (ARTEFACT_CUES, PADNET_ROLE, PADNET_SCALE, PADNET_SIZE, PadFusion, PadNet, artefact_cues,
                        padnet_crop, padnet_input)
 from .models import CHECKOUT, DEFAULT_CALIBRATION, DEFAULT_MANIFEST
-from .pad_synth import ATTACKS, camera, webcam
+from .pad_synth import ATTACKS, camera, digital_copy, webcam
 
 SPLITS = ("train", "calib", "test")
 PAD_PEOPLE = ("BalveerSinghYT", "Krzysiek354", "TrickyF0x", "VishalkrishnaBlaze", "WOLF-huo", "alexcamargoweb")
@@ -46,11 +46,11 @@ PAD_PERSONS = {"train": ("BalveerSinghYT", "Krzysiek354", "WOLF-huo"), "calib": 
 PAD_RENDERINGS = 4    # renderings per pad-dev frame (camera / attack seeds); calib and test use the first
 PAD_SHARE = 0.35      # share of each species' training weight carried by pad-dev (webcam) samples
 MILD_SHARE = 0.35     # share of simulated attacks drawn mild
-DIGITAL_SHARE = 0.2   # share of simulated attacks left as the clean digital medium (no capture noise at all)
-LIGHT_CAPTURE = 0.25  # share captured lightly (`camera`); the rest by the webcam
+DIGITAL_SHARE = 0.2   # share of faces-dev attacks that are the clean photo itself (`digital_copy`)
+LIGHT_CAPTURE = 0.3   # share of the others captured lightly (`camera`); the rest by the webcam
 SEEDS = {"train": 0, "calib": 1_000_000, "test": 2_000_000, "pad-dev": 3_000_000}   # + 100_000 per person
 SPECIES = ("bona_fide", "replay_real", "print_sim", "replay_sim")
-DATA_VERSION = "padnet-data-4"   # bump when the generator or the crop changes: invalidates caches
+DATA_VERSION = "padnet-data-5"   # bump when the generator or the crop changes: invalidates caches
 DEFAULT_FEATURES = ("padnet",) + ARTEFACT_CUES + ("thirdparty",)
 PADNET_FILE = "padnet.onnx"
 
@@ -126,13 +126,14 @@ class PadSet:
                    z["species"], z["source"], z["group"], json.loads(str(z["fta"])), z["render"])
 
 
-def _attack(kind: str, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A simulated attack, strong or mild, captured by the webcam, only lightly, or not at all (a
-    clean photo injected or shown so well that no capture noise is left: still an attack)."""
+def _attack(kind: str, img: np.ndarray, rng: np.random.Generator, photo: bool) -> np.ndarray:
+    """A simulated attack, strong or mild, captured by the webcam, only lightly, or not at all; of a
+    web `photo`, also the clean photo itself (`digital_copy`: shown so well, or injected, that
+    neither medium nor capture left a trace; still an attack, as the demo portrait held up is)."""
+    if photo and rng.random() < DIGITAL_SHARE:
+        return digital_copy(img, rng)
     medium = ATTACKS[kind](img, rng, mild=bool(rng.random() < MILD_SHARE))
-    r = rng.random()
-    return medium if r < DIGITAL_SHARE else camera(medium, rng) if r < DIGITAL_SHARE + LIGHT_CAPTURE \
-        else webcam(medium, rng)
+    return camera(medium, rng) if rng.random() < LIGHT_CAPTURE else webcam(medium, rng)
 
 
 def _sources(data: Path, piece: str, max_faces: int):
@@ -186,7 +187,7 @@ def build_piece(verifier, data: Path, piece: str, max_faces: int) -> PadSet:
             continue
         if seed is not None:
             rng = np.random.default_rng(seed)
-            img = (webcam(img, rng) if kind == "webcam" else _attack(kind, img, rng) if kind
+            img = (webcam(img, rng) if kind == "webcam" else _attack(kind, img, rng, src == "faces-dev") if kind
                    else camera(img, rng))          # kind None: a recorded capture re-drawn
         a = verifier.analyze(img, embed=False, retry_padded=True)
         if not a.ok:
@@ -391,7 +392,7 @@ def record(path: Path, onnx_path: Path, train_info: dict, sets: dict[str, PadSet
            "output": {"name": "logit", "shape": [1, 1], "meaning": "> 0 = bona fide (live)"},
            "data": {"root": str(data), "version": DATA_VERSION, "max_faces_per_split": max_faces,
                     "pad_dev_persons": PAD_PERSONS, "pad_dev_renderings": PAD_RENDERINGS,
-                    "mild_attack_share": MILD_SHARE, "uncaptured_share": DIGITAL_SHARE,
+                    "mild_attack_share": MILD_SHARE, "digital_copy_share": DIGITAL_SHARE,
                     "light_capture_share": LIGHT_CAPTURE,
                     "pad_dev_weight_share": PAD_SHARE, "generator_seed_base": SEEDS,
                     "faces_dev_split": "sha256(identity) % 20: <14 train, 14-16 calib, 17-19 test",

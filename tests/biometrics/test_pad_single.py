@@ -11,7 +11,7 @@ import pytest
 from biometrics.liveness import (PadFusion, PadModels, PadNet, artefact_cues, banding_score, gamut_spread,
                                  glare_score, padnet_crop)
 from biometrics.models import CHECKOUT, DEFAULT_MANIFEST, ModelError, ModelRegistry
-from biometrics.pad_synth import ATTACKS, _lab_gamut, camera, webcam
+from biometrics.pad_synth import ATTACKS, _lab_gamut, camera, digital_copy, webcam
 
 
 def skin(seed: int = 0, size: int = 160) -> np.ndarray:
@@ -117,6 +117,9 @@ def test_simulated_attacks_come_strong_and_mild_and_webcam_capture_is_seeded():
         assert np.abs(mild.astype(int) - face).mean() < np.abs(strong.astype(int) - face).mean()
     w = webcam(face, np.random.default_rng(5))
     assert np.array_equal(w, webcam(face, np.random.default_rng(5))) and not np.array_equal(w, face)
+    flat = np.full((200, 200, 3), 140, np.uint8)     # the clean copy adds no noise; the webcam does
+    assert digital_copy(flat, np.random.default_rng(6))[60:140, 60:140].std() < 0.5
+    assert webcam(flat, np.random.default_rng(6))[60:140, 60:140].std() > 1.0
 
 
 def test_padnet_crop_mirrors_outside_the_frame():
