@@ -162,6 +162,9 @@ class Settings(BaseSettings):
                 problems.append("camera.kind must be webcam")
             if self.identity.url is None:
                 problems.append("identity.url must name the real identity service")
+            if not self.face.challenge:   # measured: without it, replays of unseen people pass (README)
+                problems.append("face.challenge must be on: the passive liveness evidence alone lets "
+                                "screen replays through")
             if problems:
                 raise ValueError("production profile: " + "; ".join(problems))
         if not self.audit.database_url:

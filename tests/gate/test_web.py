@@ -107,6 +107,14 @@ def test_openapi_describes_the_api_and_integrator_only_when_enabled(tmp_path, ap
         Settings(profile="production", integrator_api=True)
 
 
+def test_production_refuses_to_run_without_the_liveness_challenge(tmp_path):
+    real = dict(profile="production", integrator_api=False, reader={"kind": "pcsc", "trust_store": tmp_path},
+                camera={"kind": "webcam"}, identity={"url": "https://identity.example"}, data_dir=tmp_path)
+    assert Settings(**real).face.challenge is True
+    with pytest.raises(ValueError, match="face.challenge must be on"):
+        Settings(**real, face={"challenge": False})
+
+
 def wait_for(fn, timeout=15.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
