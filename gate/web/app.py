@@ -363,25 +363,38 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
             responses={401: {}, 403: {}, 429: {}})
     def login(body: LoginIn, request: Request, response: Response) -> Any:
         old = csrf(request)
-        client = request.client.host if request.client else "unknown"
-        keys = (f"user:{body.username}", f"addr:{client}")
-        wait = sessions.locked_for(*keys)
-        if wait > 0:
-            log.warning("login locked out", extra={"client": client})
-            return JSONResponse({"detail": f"too many failed logins; try again in {int(wait) + 1} s"},
-                                status_code=429, headers={"Retry-After": str(int(wait) + 1)})
-        user = users.verify(body.username, body.password)
+        client = client_of(request)
+        user = password_attempt(request, body.username, body.password, "login")
         if user is None:
-            sessions.failed(*keys)
-            log.warning("login failed", extra={"client": client})
             raise HTTPException(401, "wrong user name or password")
-        sessions.succeeded(*keys)
         sess = sessions.login(old, user)
         set_cookie(response, sess)
         log.info("login", extra={"user": user.username, "role": user.role, "client": client})
         session_event("officer_login", user.username, user.role, client)
         return SessionOut(authenticated=True, username=user.username, role=user.role, csrf=sess.csrf,
                           can_override=user.role in override_roles)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def password_attempt(request: Request, username: str, password: str, what: str) -> Any:
+        """The user if `password` is theirs, else None, under one lockout for logins and password
+        changes alike (per account and per client address, `Sessions.failed`): while locked the
+        answer is 429, even for the right password."""
+        client = client_of(request)
+        keys = (f"user:{username}", f"addr:{client}")
+        wait = sessions.locked_for(*keys)
+        if wait > 0:
+            log.warning(f"{what} locked out", extra={"client": client})
+            raise HTTPException(429, f"too many failed {what} attempts; try again in {int(wait) + 1} s",
+                                headers={"Retry-After": str(int(wait) + 1)})
+        user = users.verify(username, password)
+        if user is None:
+            sessions.failed(*keys)
+            log.warning(f"{what} failed", extra={"client": client})
+        else:
+            sessions.succeeded(*keys)
+        return user
 
     def session_event(event_type: str, username: str, outcome: str, client: str) -> None:
         """Who was signed in, from where, until when; what they did is audited on its own.
@@ -398,8 +411,7 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
         sess = csrf(request)
         sessions.drop(sess.id)
         if sess.user is not None:
-            session_event("officer_logout", sess.user.username, sess.user.role,
-                          request.client.host if request.client else "unknown")
+            session_event("officer_logout", sess.user.username, sess.user.role, client_of(request))
         resp = Response(status_code=204)
         resp.delete_cookie(COOKIE, path="/")
         return resp
@@ -413,17 +425,8 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
         count towards the same lockout as logins. Every other session of the account
         ends; this one continues under a new token."""
         user = sess.user
-        client = request.client.host if request.client else "unknown"
-        keys = (f"user:{user.username}", f"addr:{client}")
-        wait = sessions.locked_for(*keys)
-        if wait > 0:
-            return JSONResponse({"detail": f"too many failed attempts; try again in {int(wait) + 1} s"},
-                                status_code=429, headers={"Retry-After": str(int(wait) + 1)})
-        if users.verify(user.username, body.current_password) is None:
-            sessions.failed(*keys)
-            log.warning("password change refused: wrong current password", extra={"user": user.username})
+        if password_attempt(request, user.username, body.current_password, "password change") is None:
             raise HTTPException(403, "the current password is wrong")
-        sessions.succeeded(*keys)
         if body.new_password == body.current_password:
             raise HTTPException(400, "the new password must differ from the current one")
         try:
