@@ -750,7 +750,7 @@ class _Recording:
         return self.last
 
 
-def camera_drill(directory: Path, *, people: int = 1, window_s: float = 8.0, models_dir: Path | None = None,
+def camera_drill(directory: Path, *, people: int = 1, window_s: float | None = None, models_dir: Path | None = None,
                  out=sys.stdout) -> list[dict[str, Any]]:
     """Camera faults with the real face models (the gate's `FaceStationAdapter` and `PreviewCamera`)
     against a recorded live person (pad-dev) whose first frame is the chip photo: a control that
@@ -767,6 +767,7 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 8.0, mod
     from gate.station import SHARED_DATA, FaceStationAdapter, PreviewCamera, persona_from
     overrides = {"models_dir": models_dir} if models_dir else {}
     settings = Settings(data_dir=directory / "gate", integrator_api=False, **overrides)
+    window_s = window_s or settings.face.capture_window_s     # the gate's own window unless told
     preview = PreviewCamera(_Feed(lambda f: iter(())))
     adapter = FaceStationAdapter(settings, preview)
     deadline = time.monotonic() + 180
@@ -787,7 +788,7 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 8.0, mod
         cv2.imwrite(str(chip), holder[0], [cv2.IMWRITE_JPEG_QUALITY, 90])
         card = lane.issue(persona_from(load_persona("demo"), face_image_path=chip))
         lane.insert(card)
-        # the gate asks for a blink or a head turn: the recorded person who answers it is the control
+        # the gate asks for blinks and head turns: the recorded person who answers them is the control
         # where the holder is that person (RespondingCamera); other holders cannot answer a turn
         feed = (RespondingCamera.pad_dev(SHARED_DATA / "pad-dev", realtime=True)[1] if name == PAD_DEV_PERSON
                 else ImageSequenceCamera(holder[1:], realtime=True))
@@ -845,9 +846,11 @@ def camera_drill(directory: Path, *, people: int = 1, window_s: float = 8.0, mod
 
 
 def _cmd_camera(args) -> int:
-    print(f"Camera drill: real face models, pad-dev live people, capture window {args.window}s", flush=True)
+    from gate.config import FaceSettings
+    window = args.window or FaceSettings().capture_window_s
+    print(f"Camera drill: real face models, pad-dev live people, capture window {window}s", flush=True)
     with tempfile.TemporaryDirectory(prefix="egate-camera-") as tmp:
-        results = camera_drill(Path(tmp), people=args.people, window_s=args.window)
+        results = camera_drill(Path(tmp), people=args.people, window_s=window)
     controls = [r for r in results if r["case"].startswith("control")]
     faults = [r for r in results if not r["case"].startswith("control")]
     failed = [r for r in results if r["ok"] is False]
@@ -1051,7 +1054,7 @@ def register(subparsers) -> None:
     ld.set_defaults(func=_cmd_load)
     cm = sub.add_parser("camera", help="camera faults (no frames, broken, frozen, another face) on the real models")
     cm.add_argument("--people", type=int, default=6, help="pad-dev live people to use as chip holders (1-6)")
-    cm.add_argument("--window", type=float, default=8.0, help="face capture window (s)")
+    cm.add_argument("--window", type=float, help="face capture window (s); default: the gate's face.capture_window_s")
     cm.set_defaults(func=_cmd_camera)
     rd = sub.add_parser("reader", help="stop and restart pcscd under a PC/SC lane (waiting and mid-read)")
     rd.add_argument("--cycles", type=int, default=3, help="each cycle restarts pcscd twice")
