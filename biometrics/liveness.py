@@ -213,8 +213,9 @@ class PadModels:
         self.fusion = fusion
         self.padnet = padnet
         if padnet is None and self.fusion is not None and "padnet" in self.fusion.features:
-            self.padnet = PadNet.from_repo()
-            pinned = ModelRegistry().entry(PADNET_ROLE).sha256
+            registry = ModelRegistry()   # one read of the manifest: the model and its pin
+            self.padnet = PadNet(registry.session(PADNET_ROLE))
+            pinned = registry.entry(PADNET_ROLE).sha256
             if self.fusion.padnet_sha256 != pinned:   # fusion weights belong to one model file
                 raise ModelError(f"the PAD fusion in calibration.json was fitted for PadNet sha256 "
                                  f"{self.fusion.padnet_sha256}, but models/manifest.json pins {pinned}: "
