@@ -242,14 +242,6 @@ class PadModels:
         probs = [self._minifas_probs(i, image, box) for i in range(len(self.minifas))]
         return self._thirdparty(probs, None if self.faceplugin is None else self.faceplugin_live(image, box))
 
-    def features(self, image: np.ndarray, box, thirdparty: bool = True) -> dict[str, float]:
-        """Every single-image feature the fusion may use (the third-party one only if asked)."""
-        f = artefact_cues(image, box)
-        f["padnet"] = self.padnet.logit(image, box)
-        if thirdparty:
-            f["thirdparty"] = self.thirdparty(image, box)
-        return f
-
     def score(self, image: np.ndarray, box) -> float:
         return self.assess(image, box)[0]
 
