@@ -43,12 +43,6 @@ class Ticks:
 
 
 @pytest.fixture(scope="module")
-def verifier(models_dir):
-    from biometrics.pipeline import FaceVerifier
-    return FaceVerifier.load(models_dir)
-
-
-@pytest.fixture(scope="module")
 def pad_dev(shared_dir):
     root = shared_dir / "data" / "pad-dev"
     if not (root / "labels.csv").is_file():

@@ -262,12 +262,6 @@ def test_the_share_of_orders_a_fixed_schedule_can_match():
 
 # ---- real images: the detector and 68-point landmark model on a photo warped by homographies ----
 
-@pytest.fixture(scope="module")
-def verifier(models_dir):
-    from biometrics.pipeline import FaceVerifier
-    return FaceVerifier.load(models_dir)
-
-
 def _plane_homographies(w: int, h: int, n: int, seed: int) -> list[np.ndarray]:
     """A sheet tilted up to ~25 degrees about both axes and drifting: the image of a plane under a
     pinhole camera, i.e. one homography per frame."""

@@ -23,11 +23,6 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def verifier(models_dir):
-    return FaceVerifier.load(models_dir)
-
-
-@pytest.fixture(scope="module")
 def demo(demo_dir):
     chip = (demo_dir / "eileen_collins_chip_derived.jpg").read_bytes()
     live = cv2.imread(str(demo_dir / "eileen_collins_nasa.png"))
