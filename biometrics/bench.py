@@ -507,12 +507,11 @@ class _Memo:
 def _replay_clips(pad: Path) -> dict[str, list[np.ndarray]]:
     """The answering recording's person as frames: 'N' his neutral loop, 'B' his blink, 'L'/'R' his
     turns (the same clips `RespondingCamera.pad_dev` answers with)."""
-    from .camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON, PAD_DEV_TURN_FROM, TURN_DEGREES, head_turn
+    from .camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON, pad_dev_turn
     d = pad / "images" / PAD_DEV_PERSON
-    base = cv2.imread(str(d / f"{PAD_DEV_TURN_FROM}.png"))
     return {"N": [cv2.imread(str(d / f"{x}.png")) for x in PAD_DEV_NEUTRAL],
             "B": [cv2.imread(str(d / f"{x}.png")) for x in PAD_DEV_BLINK],
-            "L": [head_turn(base, a) for a in TURN_DEGREES], "R": [head_turn(base, -a) for a in TURN_DEGREES]}
+            "L": pad_dev_turn(pad, 1), "R": pad_dev_turn(pad, -1)}
 
 
 def self_acting_replay(clips: dict[str, list[np.ndarray]], actions: str, period: float, phase: float,

@@ -164,6 +164,15 @@ def head_turn(crop: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.remap(crop, src, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
+def pad_dev_turn(root: Path, sign: int, hold: int = 1) -> list[np.ndarray]:
+    """The recorded person's head turn and back, rendered from frame PAD_DEV_TURN_FROM of pad-dev's
+    folder `root`: to his left for sign +1, to his right for -1, each frame shown `hold` times."""
+    img = cv2.imread(str(root / "images" / PAD_DEV_PERSON / f"{PAD_DEV_TURN_FROM}.png"), cv2.IMREAD_COLOR)
+    if img is None:
+        raise CameraError(f"cannot read frame image {PAD_DEV_TURN_FROM}.png")
+    return [head_turn(img, sign * deg) for deg in TURN_DEGREES for _ in range(hold)]
+
+
 class RespondingCamera:
     """Simulated traveller who follows the kiosk's challenge prompts.
 
@@ -202,15 +211,9 @@ class RespondingCamera:
         def paths(names):
             return [d / f"{n}.png" for n in names]
 
-        def turned(sign):
-            img = cv2.imread(str(d / f"{PAD_DEV_TURN_FROM}.png"), cv2.IMREAD_COLOR)
-            if img is None:
-                raise CameraError(f"cannot read frame image {PAD_DEV_TURN_FROM}.png")
-            return [head_turn(img, sign * deg) for deg in TURN_DEGREES for _ in range(hold)]
-
         clips = {"challenge_blink": lambda: paths(PAD_DEV_BLINK),
-                 "challenge_turn_left": lambda: turned(-1 if wrong_side else 1),
-                 "challenge_turn_right": lambda: turned(1 if wrong_side else -1)}
+                 "challenge_turn_left": lambda: pad_dev_turn(root, -1 if wrong_side else 1, hold),
+                 "challenge_turn_right": lambda: pad_dev_turn(root, 1 if wrong_side else -1, hold)}
         return d / f"{PAD_DEV_CHIP}.png", cls(paths(PAD_DEV_NEUTRAL),
                                               {k: f() for k, f in clips.items() if k not in drop}, **kw)
 
