@@ -176,9 +176,11 @@ class PadFusion:
                    np.array(rec["weights"], np.float64), float(rec["bias"]), rec.get("padnet_sha256"))
 
     @classmethod
-    def from_calibration(cls, path: Path = DEFAULT_CALIBRATION) -> "PadFusion | None":
+    def from_calibration(cls, path: Path | dict = DEFAULT_CALIBRATION) -> "PadFusion | None":
+        """The fusion of calibration.json (its path, or its contents already read); None without one."""
         try:
-            rec = json.loads(Path(path).read_text())["liveness"]["fusion"]
+            doc = path if isinstance(path, dict) else json.loads(Path(path).read_text())
+            rec = doc["liveness"]["fusion"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return cls.from_record(rec)

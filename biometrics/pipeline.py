@@ -26,7 +26,7 @@ from .camera import Camera, CameraError
 from .detect import Face, YuNetDetector, competing_faces, dynamic_input, primary_face
 from .image import ImageError, decode_image
 from .liveness import (MINIFAS, Challenge, FrameCues, LivenessDecision, LivenessEvidence, LivenessPolicy,
-                       PadModels)
+                       PadFusion, PadModels)
 from .models import DEFAULT_CALIBRATION, ModelRegistry
 from .quality import (GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess,
                       pose_from_landmarks)
@@ -183,7 +183,8 @@ class FaceVerifier:
         self.eyes = EyeState(registry.session("eye_state")) if registry.has("eye_state") else None
         self.pose = HeadPose(registry.session("head_pose")) if registry.has("head_pose") else None
         self.pad = PadModels([(registry.session(role), scale) for role, scale in MINIFAS],
-                             registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None)
+                             registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None,
+                             fusion=PadFusion.from_calibration(cal) if PadModels.use_calibrated_fusion else None)
         self.lanes = Lanes(workers)   # the capture loop's stages side by side (EGATE_STAGE_WORKERS, default 2)
 
     @classmethod
