@@ -291,7 +291,9 @@ PREPROCESSINGS = ("base", "large", "small", "sharp")
 _LINE_HEIGHT = {"base": 44, "large": 56, "small": 36, "sharp": 44}
 
 
-def _crop_line(gray: np.ndarray, ln: _Line, flip: bool, prep: str = "base") -> np.ndarray:
+def _crop_line(gray: np.ndarray, ln: _Line, prep: str = "base") -> np.ndarray:
+    """The line cut out upright along its rectangle and flattened (`_turned` reads it the other
+    way round without cutting it again)."""
     target_h = _LINE_HEIGHT[prep]
     (cx, cy), (w, h), a = ln.rect
     pad_x, pad_y = h * 0.8, h * 0.45
@@ -303,8 +305,11 @@ def _crop_line(gray: np.ndarray, ln: _Line, flip: bool, prep: str = "base") -> n
     crop = cv2.warpAffine(gray, m, (ow, oh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     if prep == "sharp":
         crop = cv2.addWeighted(crop, 1.8, cv2.GaussianBlur(crop, (0, 0), 1.5), -0.8, 0)
-    crop = _flatten(crop)
-    return cv2.rotate(crop, cv2.ROTATE_180) if flip else crop
+    return _flatten(crop)
+
+
+def _turned(crop: np.ndarray) -> np.ndarray:
+    return cv2.rotate(crop, cv2.ROTATE_180)
 
 
 def _flatten(crop: np.ndarray) -> np.ndarray:
@@ -837,10 +842,11 @@ def _name_malformed(lines: list[str], fmt: str) -> bool:
     return _NAME.fullmatch(field.rstrip("<")) is None
 
 
-def _read_group(gray: np.ndarray, group: list[_Line], flip: bool, today, prep: str = "base") -> Reading:
-    ordered = list(reversed(group)) if flip else group
-    n = len(ordered)
-    crops = [_crop_line(gray, ln, flip, prep) for ln in ordered]
+def _read_group(cut: list[np.ndarray], group: list[_Line], flip: bool, today, prep: str = "base") -> Reading:
+    """Read `group` from `cut`, its lines cut out with `prep` (`_crop_line`), upright and in
+    order; `flip` reads them upside down."""
+    n = len(group)
+    crops = [_turned(c) for c in reversed(cut)] if flip else cut
     raw = [engine().read_line(c) for c in crops]
     pitches = [_pitch(r) if r else None for r in raw]
     done = dict(preprocessing=prep, flip=flip)
@@ -919,15 +925,16 @@ def _read_candidate(img: np.ndarray, group: list[_Line], today) -> Reading:
     the same way from different pixels is unlikely). Two accepted readings that differ are
     refused as `inconsistent_reads`. A candidate that does not look like an MRZ (printed
     clutter) is not read again, so clutter costs one reading."""
-    first = _read_group(img, group, False, today)
+    cut = [_crop_line(img, ln) for ln in group]  # both ways up read the same cut
+    first = _read_group(cut, group, False, today)
     if not _accepted(first):
-        second = _read_group(img, group, True, today)
+        second = _read_group(cut, group, True, today)
         first = max((first, second), key=_rank)
     if _accepted(first) or not _mrz_like(first):
         return first
     tried = [first]
     for prep in PREPROCESSINGS[1:]:
-        r = _read_group(img, group, first.flip, today, prep)
+        r = _read_group([_crop_line(img, ln, prep) for ln in group], group, first.flip, today, prep)
         tried.append(r)
         if not _mrz_like(r):
             continue
@@ -1009,8 +1016,9 @@ def find_cans(gray: np.ndarray, *, max_candidates: int = 24) -> list[CanReading]
     for orientation, img in _orientations(gray):
         blobs = [b for b in _text_blobs(img) if 3.0 < b.length / b.height < 10.0]
         for blob in sorted(blobs, key=lambda b: -b.height)[:max_candidates]:
-            upright = _read_can(img, blob, False, orientation)
-            turned = _read_can(img, blob, True, orientation)
+            crop = _crop_line(img, blob)
+            upright = _read_can(crop, blob, orientation)
+            turned = _read_can(_turned(crop), blob, orientation)
             if upright is None or turned is None:
                 reading = upright or turned
             elif upright.unsure or turned.unsure:  # the way up where the glyphs fit better
@@ -1023,8 +1031,7 @@ def find_cans(gray: np.ndarray, *, max_candidates: int = 24) -> list[CanReading]
     return out
 
 
-def _read_can(img: np.ndarray, blob: _Line, flip: bool, orientation: int) -> CanReading | None:
-    crop = _crop_line(img, blob, flip)
+def _read_can(crop: np.ndarray, blob: _Line, orientation: int) -> CanReading | None:
     symbols = engine().read_line(crop)  # a digit too many or too few is settled by the cells
     if not CAN_DIGITS - 1 <= len(symbols) <= CAN_DIGITS + 2 or not all(s[0].isdigit() for s in symbols):
         return None
