@@ -203,15 +203,11 @@ class PadModels:
     is scored with the context it has.
     """
 
-    use_calibrated_fusion = True   # train-pad / calibrate-pad switch it off: they replace the fusion
-
     def __init__(self, minifas: list[tuple[object, float]], faceplugin=None, padnet: PadNet | None = None,
                  fusion: PadFusion | None = None):
         self.minifas = [(s, s.get_inputs()[0].name, scale) for s, scale in minifas]
         self.faceplugin = faceplugin
         self._fp_input = faceplugin.get_inputs()[0].name if faceplugin is not None else None
-        if fusion is None and self.use_calibrated_fusion:
-            fusion = PadFusion.from_calibration()
         self.fusion = fusion
         self.padnet = padnet
         if padnet is None and self.fusion is not None and "padnet" in self.fusion.features:

@@ -408,9 +408,7 @@ def _verifier_without_fusion(args):
     """The verifier for detection and third-party scores, built without the (possibly stale)
     fusion that this command is about to replace."""
     from .__main__ import _verifier
-    from .liveness import PadModels
-    PadModels.use_calibrated_fusion = False
-    return _verifier(args)
+    return _verifier(args, pad_fusion=False)
 
 
 def cmd_train_pad(args) -> None:

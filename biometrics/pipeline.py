@@ -163,7 +163,7 @@ class FaceVerifier:
     def __init__(self, registry: ModelRegistry, threshold: float | None = None,
                  use_landmarks68: bool = True, liveness_policy: LivenessPolicy | None = None,
                  quality: QualityThresholds | None = None, calibration: dict | None = None,
-                 workers: int | None = None):
+                 workers: int | None = None, pad_fusion: bool = True):
         cal = load_calibration() if calibration is None else calibration
         self.registry = registry
         self.threshold = float(threshold if threshold is not None
@@ -184,7 +184,8 @@ class FaceVerifier:
         self.pose = HeadPose(registry.session("head_pose")) if registry.has("head_pose") else None
         self.pad = PadModels([(registry.session(role), scale) for role, scale in MINIFAS],
                              registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None,
-                             fusion=PadFusion.from_calibration(cal) if PadModels.use_calibrated_fusion else None)
+                             fusion=(PadFusion.from_calibration(cal) or PadFusion.from_calibration())
+                             if pad_fusion else None)   # off: train-pad / calibrate-pad replace it
         self.lanes = Lanes(workers)   # the capture loop's stages side by side (EGATE_STAGE_WORKERS, default 2)
 
     @classmethod
