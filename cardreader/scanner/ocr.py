@@ -427,44 +427,9 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
     ink = 255.0 - crop.astype(np.float32)
     bottom = _baseline(ink)
     top = bottom - (_BAND[1] - _BAND[0]) / _ADVANCE * pitch  # OCR-B proportions, from the pitch
-    # Walk the symbols left to right, tracking the local pitch, which perspective stretches
-    # or squeezes along the line; a symbol less than half a pitch from the last is a split
-    # glyph or a spurious box and competes for the same cell.
-    cells: list[tuple[str, float, float] | None] = [None] * width
-    runs: set[int] = set()
-    anchor_c, anchor_i, lp = (symbols[0][2] + symbols[0][3]) / 2, 0, pitch
-    cells[0] = (symbols[0][0], symbols[0][1], anchor_c)
-    for s in symbols[1:]:
-        c = (s[2] + s[3]) / 2
-        if s[0] == "<" and s[3] - s[2] > 1.5 * lp:  # one box over a run of fillers
-            first = anchor_i + max(1, int(round((s[2] + lp / 2 - anchor_c) / lp)))
-            last = anchor_i + int(round((s[3] - lp / 2 - anchor_c) / lp))
-            for i in range(first, min(last, width - 1) + 1):
-                if cells[i] is None:
-                    cells[i] = ("<", s[1], anchor_c + (i - anchor_i) * lp)
-                    runs.add(i)
-            if last >= first:
-                anchor_c, anchor_i = anchor_c + (last - anchor_i) * lp, last
-            continue
-        k = int(round((c - anchor_c) / lp))
-        if k <= 0:  # pieces of one glyph: the cell's centre is between them
-            anchor_c = (anchor_c + c) / 2
-            if s[1] > cells[anchor_i][1] and anchor_i not in runs:
-                cells[anchor_i] = (s[0], s[1], anchor_c)
-            continue
-        i = anchor_i + k
-        if i >= width:  # surplus fillers pushed the line's last character past the end
-            if s is symbols[-1] and s[0] != "<" and (cells[-1] is None or cells[-1][0] == "<"):
-                cells[-1] = (s[0], s[1], c)
-                runs.discard(width - 1)
-            break
-        if k == 1:
-            lp = 0.8 * lp + 0.2 * (c - anchor_c)
-        cells[i] = (s[0], s[1], c)
-        runs.discard(i)
-        anchor_c, anchor_i = c, i
     centres, pitches, fitted = _grid_from_extent(symbols, ink, top, bottom, width, pitch)
     if not fitted:
+        cells, runs, lp = _walk(symbols, width, pitch)
         centres, pitches, fitted = _cell_centres(cells, runs, width, pitch, lp)
     if fitted:  # place the engine's symbols again, now that every cell's position is known
         centres, pitches = _refine(ink, centres, pitches, top, bottom)
@@ -502,6 +467,49 @@ def _to_cells(crop: np.ndarray, symbols: list[tuple[str, float, float, float]], 
             cx = float(centres[i - 1]) + float(pitches[i - 1])
             after[i] = float(_glyph_scores(ink, cx, top, bottom, float(pitches[i - 1]))[_ALPHABET.index("<")])
     return LineReading("".join(text), tuple(conf), tuple(scores), tuple(after))
+
+
+def _walk(symbols: list[tuple[str, float, float, float]], width: int, pitch: float
+          ) -> tuple[list[tuple[str, float, float] | None], set[int], float]:
+    """The symbols put in cells by walking the line left to right, tracking the local pitch,
+    which perspective stretches or squeezes along it; a symbol less than half a pitch from the
+    last is a split glyph or a spurious box and competes for the same cell. Used only when no
+    grid could be fitted to the print's extent. Returns the cells, the cells of filler runs and
+    the local pitch at the end."""
+    cells: list[tuple[str, float, float] | None] = [None] * width
+    runs: set[int] = set()
+    anchor_c, anchor_i, lp = (symbols[0][2] + symbols[0][3]) / 2, 0, pitch
+    cells[0] = (symbols[0][0], symbols[0][1], anchor_c)
+    for s in symbols[1:]:
+        c = (s[2] + s[3]) / 2
+        if s[0] == "<" and s[3] - s[2] > 1.5 * lp:  # one box over a run of fillers
+            first = anchor_i + max(1, int(round((s[2] + lp / 2 - anchor_c) / lp)))
+            last = anchor_i + int(round((s[3] - lp / 2 - anchor_c) / lp))
+            for i in range(first, min(last, width - 1) + 1):
+                if cells[i] is None:
+                    cells[i] = ("<", s[1], anchor_c + (i - anchor_i) * lp)
+                    runs.add(i)
+            if last >= first:
+                anchor_c, anchor_i = anchor_c + (last - anchor_i) * lp, last
+            continue
+        k = int(round((c - anchor_c) / lp))
+        if k <= 0:  # pieces of one glyph: the cell's centre is between them
+            anchor_c = (anchor_c + c) / 2
+            if s[1] > cells[anchor_i][1] and anchor_i not in runs:
+                cells[anchor_i] = (s[0], s[1], anchor_c)
+            continue
+        i = anchor_i + k
+        if i >= width:  # surplus fillers pushed the line's last character past the end
+            if s is symbols[-1] and s[0] != "<" and (cells[-1] is None or cells[-1][0] == "<"):
+                cells[-1] = (s[0], s[1], c)
+                runs.discard(width - 1)
+            break
+        if k == 1:
+            lp = 0.8 * lp + 0.2 * (c - anchor_c)
+        cells[i] = (s[0], s[1], c)
+        runs.discard(i)
+        anchor_c, anchor_i = c, i
+    return cells, runs, lp
 
 
 def _cell_centres(cells: list, runs: set[int], width: int, pitch: float, lp: float
