@@ -55,8 +55,13 @@ DEFAULT_FEATURES = ("padnet",) + ARTEFACT_CUES + ("thirdparty",)
 PADNET_FILE = "padnet.onnx"
 
 
+def _bucket(name: str, n: int) -> int:
+    """A stable bucket 0..n-1 for a name (a hash, not Python's salted `hash`)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % n
+
+
 def identity_split(identity: str) -> str:
-    h = int(hashlib.sha256(identity.encode()).hexdigest()[:8], 16) % 20
+    h = _bucket(identity, 20)
     return "train" if h < 14 else "calib" if h < 17 else "test"
 
 
@@ -451,8 +456,7 @@ def _half(s: PadSet, keep: int) -> PadSet:
     training set for the cross-validation folds."""
     if keep <= 1:
         return s
-    m = np.array([g.startswith("pad:") or int(hashlib.sha256(g.encode()).hexdigest()[:8], 16) % keep == 0
-                  for g in s.group])
+    m = np.array([g.startswith("pad:") or _bucket(g, keep) == 0 for g in s.group])
     return s.subset(m)
 
 
