@@ -833,11 +833,6 @@ def _verdict(doubts_per_reading: list[list[Doubt]]) -> str | None:
     return None
 
 
-def _unsure(lines: list[str], fmt: str, readings: list[LineReading]) -> str | None:
-    """Why one reading that parses must still be refused (see `_doubts`), None if not."""
-    return _verdict([_doubts(lines, fmt, readings)])
-
-
 _NAME = re.compile(r"[A-Z]+(<[A-Z]+)*(<<[A-Z]+(<[A-Z]+)*)?")
 
 

@@ -232,6 +232,11 @@ def test_benchmark_images_once_wrongly_accepted_are_read_exactly_or_refused(fmt,
                                            "unconfirmed", "inconsistent_reads") and result.detail)
 
 
+def _unsure(lines, fmt, readings):
+    """Why `_read_group` refuses one reading that parses (its doubts' verdict), None if not."""
+    return ocr._verdict([ocr._doubts(lines, fmt, readings)])
+
+
 def _readings(lines, conf=0.95, scores=None, low=()):
     """LineReadings for `lines` with hand-set confidence; `low` = ((line, col, conf), ...)."""
     scores = scores or _scores(lines)
@@ -247,16 +252,16 @@ def _readings(lines, conf=0.95, scores=None, low=()):
 
 def test_sure_reading_is_not_refused():
     lines = TRUE_TD1.split("\n")
-    assert not ocr._unsure(lines, "TD1", _readings(lines))
+    assert not _unsure(lines, "TD1", _readings(lines))
 
 
 def test_check_digit_twins_must_be_told_apart_by_the_glyph():
     lines = TRUE_TD1.split("\n")
     col = 5 + lines[0][5:14].index("S")  # S=28 and 8 weigh the same modulo 10
-    assert ocr._unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "8")])))
+    assert _unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "8")])))
     # O and 0 are told apart by the check digit itself: a close glyph there is no reason to refuse
     col = 5 + lines[0][5:14].index("O")
-    assert not ocr._unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "0")])))
+    assert not _unsure(lines, "TD1", _readings(lines, scores=_scores(lines, [(0, col, "0")])))
 
 
 def test_look_alike_twins_pass_only_on_a_sharp_glyph_the_engine_read_too():
@@ -266,18 +271,18 @@ def test_look_alike_twins_pass_only_on_a_sharp_glyph_the_engine_read_too():
     col = 5 + lines[0][5:14].index("0")
     scores = _scores(lines)
     scores[0][col][ocr._ALPHABET.index("0")], scores[0][col][ocr._ALPHABET.index("U")] = 0.9, 0.81
-    assert not ocr._unsure(lines, "TD1", _readings(lines, scores=scores))
+    assert not _unsure(lines, "TD1", _readings(lines, scores=scores))
     engine_read_o = [lines[0][:col] + "O" + lines[0][col + 1:], lines[1], lines[2]]
     readings = _readings(engine_read_o, scores=scores)
-    assert ocr._unsure(lines, "TD1", readings)
+    assert _unsure(lines, "TD1", readings)
     scores[0][col][ocr._ALPHABET.index("0")] = 0.84        # not sharp enough
-    assert ocr._unsure(lines, "TD1", _readings(lines, scores=scores))
+    assert _unsure(lines, "TD1", _readings(lines, scores=scores))
 
 
 def test_two_unsure_characters_under_one_check_digit_are_refused():
     lines = TRUE_TD1.split("\n")
-    assert not ocr._unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3)]))
-    assert ocr._unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3), (0, 8, 0.3)]))
+    assert not _unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3)]))
+    assert _unsure(lines, "TD1", _readings(lines, low=[(0, 6, 0.3), (0, 8, 0.3)]))
 
 
 def test_letter_forced_from_a_digit_without_a_clear_glyph_is_refused():
@@ -285,8 +290,8 @@ def test_letter_forced_from_a_digit_without_a_clear_glyph_is_refused():
     col = 15  # nationality's first letter, U
     engine = [lines[0], lines[1][:col] + "1" + lines[1][col + 1:], lines[2]]
     readings = _readings(engine, scores=_scores(lines, [(1, col, "J")]))   # U and J fit alike
-    assert ocr._unsure(lines, "TD1", readings)
-    assert not ocr._unsure(lines, "TD1", _readings(engine, scores=_scores(lines)))   # U clearly
+    assert _unsure(lines, "TD1", readings)
+    assert not _unsure(lines, "TD1", _readings(engine, scores=_scores(lines)))   # U clearly
 
 
 def test_two_characters_the_glyph_disputes_under_one_check_digit_are_refused():
@@ -300,16 +305,16 @@ def test_two_characters_the_glyph_disputes_under_one_check_digit_are_refused():
     scores = _scores(misread, [(0, 6, "0"), (0, 8, "0")])
     for col in (6, 8):                                     # the glyph prefers 0 to the engine's O
         scores[0][col][ocr._ALPHABET.index("0")] = 0.97
-    assert ocr._unsure(misread, "TD1", _readings(misread, scores=scores))
+    assert _unsure(misread, "TD1", _readings(misread, scores=scores))
     scores[0][8][ocr._ALPHABET.index("0")] = 0.2           # one disputed character is left to the check digit
-    assert not ocr._unsure(misread, "TD1", _readings(misread, scores=scores))
+    assert not _unsure(misread, "TD1", _readings(misread, scores=scores))
 
 
 def test_unsure_filler_next_to_a_name_letter_is_refused():
     lines = TRUE_TD1.split("\n")
     end = len("ERIKSSON<<ANNA")  # the filler right after the last given-name letter
-    assert ocr._unsure(lines, "TD1", _readings(lines, low=[(2, end, 0.2)]))
-    assert not ocr._unsure(lines, "TD1", _readings(lines, low=[(2, end + 5, 0.2)]))  # deep in the run
+    assert _unsure(lines, "TD1", _readings(lines, low=[(2, end, 0.2)]))
+    assert not _unsure(lines, "TD1", _readings(lines, low=[(2, end + 5, 0.2)]))  # deep in the run
 
 
 # --- the Card Access Number ------------------------------------------------------------------
@@ -409,8 +414,8 @@ def test_filler_where_the_glyph_prefers_k_in_a_name_is_refused():
     lines = [lines[0], lines[1], name + "<" * (30 - len(name))]
     scores = _scores(lines)
     scores[2][4][ocr._ALPHABET.index("K")] = 0.97   # the '<' at column 4 fits K better
-    assert "another character better" in ocr._unsure(lines, "TD1", _readings(lines, scores=scores))
-    assert not ocr._unsure(lines, "TD1", _readings(lines))
+    assert "another character better" in _unsure(lines, "TD1", _readings(lines, scores=scores))
+    assert not _unsure(lines, "TD1", _readings(lines))
 
 
 def test_o_and_0_confusions_only_the_composite_covers_are_refused():
@@ -421,10 +426,10 @@ def test_o_and_0_confusions_only_the_composite_covers_are_refused():
                      sex="F", date_of_expiry="300101", nationality="UTO", surname="ERIKSSON", given_names="ANNA",
                      optional_data="2069290").split("\n")
     line = true[1]
-    assert ocr._unsure(true, "TD2", _readings(true)) is None
+    assert _unsure(true, "TD2", _readings(true)) is None
     near = [(1, col, "O") for col in range(28, 35) if line[col] == "0"]   # the glyph fits O nearly as well
     assert len(near) == 2
-    why = ocr._unsure(true, "TD2", _readings(true, scores=_scores(true, near)))
+    why = _unsure(true, "TD2", _readings(true, scores=_scores(true, near)))
     assert why and "composite" in why
 
 
