@@ -133,6 +133,12 @@ def replay_attack(img: np.ndarray, rng: np.random.Generator, mild: bool = False)
     return _perspective(out, rng, 0.03 if mild else 0.04, (40, 40, 40))
 
 
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """The image through a JPEG encoder at `quality` (unchanged if it cannot be encoded)."""
+    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else img
+
+
 def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The capturing camera: resampled (optics/scaler), sensor noise, JPEG at a random quality."""
     h, w = img.shape[:2]
@@ -143,8 +149,7 @@ def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noisy = img.astype(np.float32) + rng.normal(0, rng.uniform(0.5, 3.0), img.shape).astype(np.float32)
     img = np.clip(noisy, 0, 255).astype(np.uint8)
     if rng.random() < 0.8:
-        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(55, 96))])
-        img = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else img
+        img = _jpeg(img, int(rng.integers(55, 96)))
     return img
 
 
@@ -163,8 +168,7 @@ def webcam(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     shot = np.sqrt(np.clip(x, 1e-4, 1)) * rng.normal(0, rng.uniform(0.01, 0.03), (h, w, 1))
     chroma = cv2.GaussianBlur(rng.normal(0, rng.uniform(0.004, 0.015), (h, w, 3)).astype(np.float32), (0, 0), 1.0)
     x = (np.clip(x + shot + chroma, 0, 1) * 255).astype(np.uint8)
-    ok, enc = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 91))])
-    return cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else x
+    return _jpeg(x, int(rng.integers(50, 91)))
 
 
 def digital_copy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -176,8 +180,7 @@ def digital_copy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         img = cv2.resize(img, (max(8, int(w * s)), max(8, int(h * s))), interpolation=cv2.INTER_AREA)
     img = _perspective(img, rng, 0.02, (128, 128, 128))
     if rng.random() < 0.5:
-        ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(85, 99))])
-        img = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else img
+        img = _jpeg(img, int(rng.integers(85, 99)))
     return img
 
 
