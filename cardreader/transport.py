@@ -166,10 +166,13 @@ class PcscTransport:
         if hr != self._s.SCARD_S_SUCCESS:
             raise self._error(hr, what)
 
+    def _text(self, hr: int, what: str) -> str:
+        return f"{what}: {self._s.SCardGetErrorMessage(hr)} (0x{hr & 0xFFFFFFFF:08X})"
+
     def _error(self, hr: int, what: str) -> TransportError:
         s = self._s
         absent = {s.SCARD_W_REMOVED_CARD, s.SCARD_E_NO_SMARTCARD, getattr(s, "SCARD_W_UNPOWERED_CARD", -1)}
-        text = f"{what}: {s.SCardGetErrorMessage(hr)} (0x{hr & 0xFFFFFFFF:08X})"
+        text = self._text(hr, what)
         if hr in self._service_errors:
             self._lost(text)
             return ReaderUnavailable(text)
@@ -186,7 +189,7 @@ class PcscTransport:
         s = self._s
         hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
         if hr != s.SCARD_S_SUCCESS:
-            raise ReaderUnavailable(f"establish context: {s.SCardGetErrorMessage(hr)} (0x{hr & 0xFFFFFFFF:08X})")
+            raise ReaderUnavailable(self._text(hr, "establish context"))
         self._ctx = ctx
         try:
             self.reader = self._choose(self._want)
