@@ -244,8 +244,8 @@ class PadModels:
         return self.assess(image, box)[0]
 
     def assess(self, image: np.ndarray, box) -> tuple[float, dict[str, float]]:
-        """The per-frame score and the artefact cues measured for it, so that the capture loop
-        uses the same moiré and border measures instead of computing them a second time."""
+        """The per-frame score and the artefact cues measured for it, every part in order in
+        this thread (`score`, `score-pad`); the capture loop runs the same `parts` in lanes."""
         return self.fuse({k: run() for k, run in self.parts(image, box).items()})
 
     def parts(self, image: np.ndarray, box) -> dict[str, Callable[[], object]]:
