@@ -145,3 +145,26 @@ def test_past_referral_shows_both_photos_to_the_officer_and_the_auditor(server, 
     views = [(v.actor, v.outcome) for v in gate.audit.search(event_type="face_view", transaction_id=tx)]
     assert sorted(views) == [("ada", "chip"), ("ada", "live"), ("olga", "chip"), ("olga", "live")]
     assert gate.audit.verify().ok
+
+
+def test_past_referrals_are_fetched_when_the_queue_changes_not_on_every_poll(server, browser):  # noqa: F811
+    gate, base = server
+    page = browser.new_page()
+    fetched = []
+    page.on("request", lambda r: fetched.append(r.url.split("?")[0].rsplit("/", 1)[-1])
+            if "/api/console/" in r.url else None)
+    page.clock.install()
+    sign_in(page, base, "olga")
+    page.wait_for_selector("#queue-count:has-text('(')")
+
+    def polls(n):   # n queue polls on the page's clock, each given real time to finish
+        for _ in range(n):
+            page.clock.run_for(3_000)
+            page.wait_for_timeout(150)
+
+    polls(4)                                 # the queue unchanged
+    assert fetched.count("referrals") >= 4
+    assert fetched.count("history") == 1
+    polls(8)                                 # 30 s on: a referral may have come and gone between polls
+    assert fetched.count("history") == 2
+    page.close()

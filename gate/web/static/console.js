@@ -6,6 +6,8 @@
   let session = null;
   let selected = null;
   let refreshTimer = null;
+  let queueSeen = null, pastAt = 0;   // what the queue held, and when past referrals were last fetched
+  let queueBusy = false;               // a poll still waiting on a slow network: the next one skips
 
   async function api(path, opts = {}) {
     const headers = Object.assign({}, opts.headers || {});
@@ -36,7 +38,7 @@
     document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== view; });
     document.querySelectorAll("nav button[data-view]").forEach((b) => b.classList.toggle("active", b.dataset.view === view));
     clearInterval(refreshTimer);
-    if (view === "referrals") { loadQueue(); refreshTimer = setInterval(loadQueue, 3000); }
+    if (view === "referrals") { queueSeen = null; loadQueue(); refreshTimer = setInterval(loadQueue, 3000); }
     if (view === "users") loadUsers();
     if (view === "dashboard") { loadDashboard(); refreshTimer = setInterval(loadDashboard, 10000); }
   }
@@ -80,6 +82,8 @@
 
   // --- referrals ---
   async function loadQueue() {
+    if (queueBusy) return;
+    queueBusy = true;
     try {
       const items = await api("/api/console/referrals");
       $("queue-count").textContent = `(${items.length})`;
@@ -92,8 +96,11 @@
         ul.append(li);
       }
       if (selected && !items.some((i) => i.id === selected)) { $("detail").hidden = true; selected = null; }
-      await loadPast();
-    } catch (err) { error(err.message); }
+      // A referral enters the trail as it joins the queue and is resolved as it leaves: refetch the
+      // past list when the queue changes, and every 30 s for those that came and went between polls.
+      const key = items.map((i) => i.id).join();
+      if (key !== queueSeen || Date.now() - pastAt > 30000) { queueSeen = key; pastAt = Date.now(); await loadPast(); }
+    } catch (err) { queueSeen = null; error(err.message); } finally { queueBusy = false; }
   }
 
   // Past referrals come from the audit trail; their photos only if the gate keeps face images.
