@@ -457,6 +457,9 @@ def planar_residuals(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
 TURNS = ("turn_left", "turn_right")
+HEAD_ACTIONS = {"turn_left": ("yaw", 1), "turn_right": ("yaw", -1)}   # kind -> (angle, its sign)
+HEAD_AXES = {"yaw": ("turn_deg", "turn_back_deg")}   # angle -> the policy's full and back angles
+IDLE, SETTLE, READY, STARTED, RETURNING = "idle", "settle", "ready", "started", "returning"
 
 
 @dataclass(frozen=True)
@@ -572,18 +575,17 @@ class LivenessEvidence:
         self._planar: list[float] = []   # homography/similarity residual ratios of moved frames
         self._closed_seen = False
         self._blinks = 0
-        self._yaw_before: list[float] = []
+        self._before: dict[str, list[float]] = {"yaw": []}   # head angles before the first prompt
         self.steps_met = 0               # actions of the challenge answered so far
         self.prompted_at: float | None = None   # when the current action was shown
         self.answered_at: float | None = None   # when the last action was answered (the rest gap starts)
-        self.challenge_wrong = False     # an action not asked (a turn to the other side, during a blink or
-                                         # the rest between actions, or before the prompt's settle time)
+        self.challenge_wrong = False     # an action not asked (`_unasked`)
         self._why: str | None = None     # 'onset_early' / 'onset_late' when timing lost the challenge
+        self._flat: str | None = None    # 'turn_not_3d' once an asked turn reached its angle as a flat tilt
         self._last_t: float | None = None
+        self._state = IDLE               # the current action's place in `_add_challenge`
         self._rest_since = 0.0           # the current prompt or the last frame not at rest since
         self._rest_landmarks: np.ndarray | None = None
-        self._onset: float | None = None  # when the asked action started (left rest toward it)
-        self._ready = self._acting = self._flat_turn = False
         self._identity: list[np.ndarray] = []
 
     @property
@@ -607,88 +609,120 @@ class LivenessEvidence:
     def _deadline(self) -> float:
         c = self.policy
         onset = min(c.challenge_onset_s, c.challenge_response_s)
-        return self.prompted_at + (onset if self._onset is None else c.challenge_response_s)
+        return self.prompted_at + (onset if self._state in (SETTLE, READY) else c.challenge_response_s)
 
     def prompt(self, t: float) -> None:
         """The current action is shown with the frame of time `t` (the first at `issue_at` or later,
         each next one `Challenge.gap` after the previous answer): answers count from the next frame."""
         if self.prompted_at is None:
             self.prompted_at = self._rest_since = t
+            self._state = SETTLE
+
+    def _head(self, cues: FrameCues) -> dict[str, float | None]:
+        """Each head angle's change from its baseline: the median before the first prompt (or the
+        first frame that had one, if none did before). None where the frame has no measure."""
+        out: dict[str, float | None] = {}
+        for axis, before in self._before.items():
+            v = getattr(cues, axis)
+            if self.steps_met == 0 and v is not None and (self.prompted_at is None or cues.t <= self.prompted_at
+                                                          or not before):
+                before.append(v)
+            out[axis] = None if v is None or not before else v - float(np.median(before))
+        return out
+
+    def _beyond(self, head: dict[str, float | None]) -> set[str]:
+        """The head actions this frame shows at full angle (`HEAD_ACTIONS`' thresholds)."""
+        p = self.policy
+        return {k for k, (axis, sign) in HEAD_ACTIONS.items()
+                if head[axis] is not None and sign * head[axis] >= getattr(p, HEAD_AXES[axis][0])}
+
+    def _unasked(self, kind: str, beyond: set[str], resting: bool) -> str | None:
+        """The one place that loses the challenge: a head action at full angle that nobody asked for
+        ('' when it is, 'onset_early' when it is the asked one too soon; None when it is not). In
+        the rest between actions any is; during a request any other than the asked one (the other
+        side, or any while a blink is asked); the asked one while the traveller has not yet been
+        seen at rest after its prompt is anticipation, not a reply. Before the first prompt, and
+        after the window of the current action ran out, nothing is (blinks never are)."""
+        if resting:
+            return "" if self.steps_met and beyond else None
+        if beyond - {kind}:
+            return ""
+        return "onset_early" if kind in beyond and self._state == SETTLE else None
+
+    def _signals(self, kind: str, cues: FrameCues, head: dict[str, float | None]) -> tuple[bool, bool, bool]:
+        """(at rest, started, done) for the asked action on this frame."""
+        p = self.policy
+        if kind == "blink":
+            e = cues.eyes_open
+            return e is not None and e > 0.5, e is not None and e <= 0.5, e is not None and e < p.eyes_closed_below
+        axis, sign = HEAD_ACTIONS[kind]
+        if head[axis] is None:
+            return False, False, False
+        full, back = (getattr(p, f) for f in HEAD_AXES[axis])
+        d = sign * head[axis]
+        return abs(d) < back, d >= back, d >= full
 
     def _add_challenge(self, cues: FrameCues) -> None:
         """One frame of the current action's answer, timed as a person reacting to the prompt.
 
-        After its prompt the traveller must first be seen at rest for `challenge_settle_s` (eyes open;
-        head within `turn_back_deg` of the baseline yaw measured before the first prompt): a turn
-        already under way or started sooner is anticipation, not a reply, and loses the challenge; a
-        blink then answers nothing. The action must then start (leave rest towards it) within
-        `challenge_onset_s` of the prompt, reach a closed eye or `turn_deg` to the asked side in 3-D
-        (not one homography of the last rest frame: `planar_residuals`), and come back to rest within
-        `challenge_response_s`. Any other turn of `turn_deg` from the first prompt on (to the other
-        side, while a blink is asked, in the rest between actions) loses the challenge. Blinks outside
-        a blink request are ignored: people blink by themselves."""
+        Each action goes IDLE (not shown yet: the rest before it) -> SETTLE -> READY -> STARTED ->
+        RETURNING -> answered (the next action's IDLE). After its prompt the traveller must first be
+        seen at rest for `challenge_settle_s` (SETTLE: eyes open; head within the back angle of its
+        baseline); then the action must start (leave rest towards it: STARTED) within
+        `challenge_onset_s` of the prompt, reach a closed eye or the full angle to the asked side in 3-D
+        (not one homography of the last rest frame: `planar_residuals`; RETURNING), and come back to
+        rest within `challenge_response_s`. A start that falls back to rest without reaching the
+        action returns to READY. `_unasked` alone decides when a head movement loses the challenge.
+        Blinks outside a blink request are ignored: people blink by themselves."""
         c, p, kind = self.challenge, self.policy, self.current_kind
         if kind is None or cues.t is None or self.challenge_wrong:
             return
         self._last_t = cues.t
-        if self.prompted_at is None:
+        if self._state == IDLE:
             due = c.issue_at if self.steps_met == 0 else self.answered_at + c.gap(self.steps_met)
             if cues.t >= due:
                 self.prompt(cues.t)
-        if self.steps_met == 0 and cues.yaw is not None and (self.prompted_at is None or cues.t <= self.prompted_at
-                                                          or not self._yaw_before):
-            self._yaw_before.append(cues.yaw)   # the baseline: before the first prompt, else its frame
-        d = None if cues.yaw is None or not self._yaw_before else cues.yaw - float(np.median(self._yaw_before))
-        turned = d is not None and abs(d) >= p.turn_deg
-        if self.prompted_at is None or cues.t <= self.prompted_at:
-            if self.steps_met and turned:   # resting between two actions: a turn nobody asked for
-                self.challenge_wrong = True
+        head = self._head(cues)
+        resting = self._state == IDLE or cues.t <= self.prompted_at   # a prompt counts from the next frame
+        if not resting and cues.t > self._deadline():   # no onset in time, or not over in time
+            self._why = "onset_late" if self._state in (SETTLE, READY) and not self._flat else None
             return
-        if cues.t > self._deadline():   # no onset in time, or not over in time (challenge_failed)
-            self._why = "onset_late" if self._onset is None and not self._flat_turn else None
+        why = self._unasked(kind, self._beyond(head), resting)
+        if why is not None:
+            self.challenge_wrong, self._why = True, why or self._why
+        if why is not None or resting:
             return
-        if kind == "blink":
-            eyes = cues.eyes_open
-            rest, started = eyes is not None and eyes > 0.5, eyes is not None and eyes <= 0.5
-            acted, wrong = eyes is not None and eyes < p.eyes_closed_below, turned
-        else:
-            d = None if d is None else (d if kind == "turn_left" else -d)
-            rest = d is not None and abs(d) < p.turn_back_deg
-            started, acted = d is not None and d >= p.turn_back_deg, d is not None and d >= p.turn_deg
-            wrong = turned and not (acted and self._ready)   # the other side, or before rest was seen
-            if wrong and acted:
-                self._why = "onset_early"
-        if wrong:   # a turn nobody asked for: the challenge is lost (a replay acting by itself)
-            self.challenge_wrong = True
-            return
-        if not self._ready:   # at rest for challenge_settle_s since the prompt or the last motion
+        rest, started, acted = self._signals(kind, cues, head)
+        if self._state == SETTLE:   # at rest for challenge_settle_s since the prompt or the last motion
             if rest:
                 self._rest_landmarks = cues.landmarks
-                self._ready = cues.t - self._rest_since >= p.challenge_settle_s
+                if cues.t - self._rest_since >= p.challenge_settle_s:
+                    self._state = READY
             else:
                 self._rest_since = cues.t
             return
-        if self._onset is None:
+        if self._state == READY:
             if rest:
                 self._rest_landmarks = cues.landmarks
+            if rest or not started:
                 return
-            if not started:
-                return
-            self._onset = cues.t
-        if acted and not self._acting:
-            self._acting = kind == "blink" or self._turn_in_depth(cues.landmarks)
-            self._flat_turn |= not self._acting
+            self._state = STARTED
+        if acted and self._state == STARTED:
+            if kind == "blink" or self._in_depth(cues.landmarks):
+                self._state = RETURNING
+            else:
+                self._flat = "turn_not_3d"
         elif rest:
-            if self._acting:   # answered: rest before the next prompt
+            if self._state == RETURNING:   # answered: rest before the next prompt
                 self.steps_met += 1
                 self.answered_at = cues.t
-                self.prompted_at = None
-            self._ready = self._ready and not self._acting   # a start that never became the action: wait on
-            self._onset, self._acting = None, False
+                self.prompted_at, self._state = None, IDLE
+            else:   # a start that never became the action: wait on
+                self._state = READY
             self._rest_landmarks = cues.landmarks
 
-    def _turn_in_depth(self, landmarks: np.ndarray) -> bool:
-        """The turned face's landmarks show parallax against the last rest frame's (68 points needed)."""
+    def _in_depth(self, landmarks: np.ndarray) -> bool:
+        """The moved face's landmarks show parallax against the last rest frame's (68 points needed)."""
         ref = self._rest_landmarks
         if ref is None or len(ref) < 8 or ref.shape != landmarks.shape:
             return False
@@ -799,7 +833,7 @@ class LivenessEvidence:
             # not answered (yet): never 'live'; once lost or at the end of the window the gate refers
             code = ("challenge_wrong" if self.challenge_wrong else "challenge_timeout"
                     if final or self.challenge_failed else "challenge_pending")
-            why = ([f"{code}:{self.current_kind}"] + (["turn_not_3d"] if self._flat_turn else [])
+            why = ([f"{code}:{self.current_kind}"] + ([self._flat] if self._flat else [])
                    + ([self._why] if self._why and code != "challenge_pending" else []))
             return LivenessDecision("undetermined", model, why, cues)
         return LivenessDecision("live", model, [], cues)
