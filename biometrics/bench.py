@@ -506,18 +506,18 @@ class _Memo:
 
 def _replay_clips(pad: Path) -> dict[str, list[np.ndarray]]:
     """The answering recording's person as frames: 'N' his neutral loop, 'B' his blink, 'L'/'R' his
-    turns (the same clips `RespondingCamera.pad_dev` answers with)."""
-    from .camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON, pad_dev_turn
+    turns, 'U'/'D' his nods (the same clips `RespondingCamera.pad_dev` answers with)."""
+    from .camera import PAD_DEV_BLINK, PAD_DEV_NEUTRAL, PAD_DEV_PERSON, pad_dev_nod, pad_dev_turn
     d = pad / "images" / PAD_DEV_PERSON
     return {"N": [cv2.imread(str(d / f"{x}.png")) for x in PAD_DEV_NEUTRAL],
             "B": [cv2.imread(str(d / f"{x}.png")) for x in PAD_DEV_BLINK],
-            "L": pad_dev_turn(pad, 1), "R": pad_dev_turn(pad, -1)}
+            "L": pad_dev_turn(pad, 1), "R": pad_dev_turn(pad, -1), "U": pad_dev_nod(pad, 1), "D": pad_dev_nod(pad, -1)}
 
 
 def self_acting_replay(clips: dict[str, list[np.ndarray]], actions: str, period: float, phase: float,
                        seconds: float = 10.0) -> list[np.ndarray]:
     """A replay of the person, deaf to the prompts, acting on its own schedule: `actions` ('L', 'R',
-    'B') one after another, one every `period` seconds from `phase` seconds into the window."""
+    'U', 'D', 'B') one after another, one every `period` seconds from `phase` seconds into the window."""
     n = int(seconds * FPS)
     frames = [clips["N"][i % len(clips["N"])] for i in range(n)]
     k, t = 0, phase
@@ -535,7 +535,11 @@ SELF_ACTING = (("blinks every 3 s", "B", 3.0),
                ("turns left, right, 1.5 s apart", "LR", 1.5),
                ("left, blink, right, 1 s apart", "LBR", 1.0),
                ("left, right, blink, 2.5 s apart", "LRB", 2.5),
-               ("left, blink, right, blink, 0.6 s apart", "LBRB", 0.6))
+               ("left, blink, right, blink, 0.6 s apart", "LBRB", 0.6),
+               ("up, blink, down, blink, 1 s apart", "UBDB", 1.0),
+               ("left, up, right, down, 1 s apart", "LURD", 1.0),
+               ("up, down, 1.5 s apart", "UD", 1.5),
+               ("left, blink, up, right, blink, down, 0.6 s apart", "LBURBD", 0.6))
 
 
 def _upper95(k: int, n: int) -> float:
@@ -550,11 +554,12 @@ def _upper95(k: int, n: int) -> float:
 
 def bench_challenge(v, pad: Path, n: int, seed: int) -> dict[str, str]:
     """The challenge's cases, `n` capture windows each, seeds from `seed`: the answering recording
-    (random reaction 0.3-1.0 s), a slower one (0.3-1.5 s, turns twice as long), the same person
-    turning the wrong way, replays acting on their own
-    schedules at random phases, and a replay designed against the rules (blinking every 0.4 s, so
-    any blink request is met, and two turns in step with the window where prompts most likely fall). Prints judged-live counts with a 95% upper bound,
-    the reasons the others were refused, and the analytic bound for any fixed-pattern replay."""
+    (random reaction 0.3-1.0 s), a slower one (0.3-1.5 s, turns and nods twice as long), the same
+    person turning and nodding the wrong way, replays acting on their own schedules at random phases,
+    and replays designed against the rules (blinking every 0.4 s, so any blink request is met, and
+    two head movements in step with the window where prompts most likely fall). Prints judged-live
+    counts with a 95% upper bound, the reasons the others were refused, and the analytic bound for
+    any fixed-pattern replay."""
     from collections import Counter
 
     from .camera import RespondingCamera
@@ -569,23 +574,25 @@ def bench_challenge(v, pad: Path, n: int, seed: int) -> dict[str, str]:
     cases: list[tuple[str, list]] = []
     cams = [RespondingCamera.pad_dev(pad, seed=seed + k)[1] for k in range(n)]
     cases.append(("the answering recording (reaction 0.3-1.0 s)", cams))
-    cases.append(("a slower person (reaction 0.3-1.5 s, turns twice as long)",
+    cases.append(("a slower person (reaction 0.3-1.5 s, turns and nods twice as long)",
                   [RespondingCamera.pad_dev(pad, hold=2, reaction_s=(0.3, 1.5), seed=seed + 500 + k)[1]
                    for k in range(n)]))
-    cases.append(("the same person turning the wrong way",
+    cases.append(("the same person turning and nodding the wrong way",
                   [RespondingCamera.pad_dev(pad, wrong_side=True, seed=seed + k)[1] for k in range(n)]))
     for j, (label, actions, period) in enumerate(SELF_ACTING):
         rng = np.random.default_rng(seed + 1000 * (j + 1))
         cases.append((f"a replay that {label}", [
             RespondingCamera(self_acting_replay(clips, actions, period, float(rng.uniform(0, period * len(actions)))))
             for _ in range(n)]))
-    designed = self_acting_replay(clips, "B", 0.4, 0.0)
-    for at, side in ((1.7, "L"), (3.4, "R")):
-        designed[int(at * FPS):int(at * FPS) + 4] = clips[side]
-    cases.append(("a replay designed against the rules (blinks every 0.4 s, turns left at 1.7 s, right at 3.4 s)",
-                  [RespondingCamera(designed) for _ in range(n)]))
+    for first, second, label in (("L", "R", "turns left at 1.7 s, right at 3.4 s"),
+                                 ("U", "L", "looks up at 1.7 s, turns left at 3.4 s")):
+        designed = self_acting_replay(clips, "B", 0.4, 0.0)
+        for at, side in ((1.7, first), (3.4, second)):
+            designed[int(at * FPS):int(at * FPS) + 4] = clips[side]
+        cases.append((f"a replay designed against the rules (blinks every 0.4 s, {label})",
+                      [RespondingCamera(designed) for _ in range(n)]))
     bound = Challenge.fixed_pattern_chance(pol.challenge_actions)
-    print(f"challenge on ({pol.challenge_actions} random actions, at least one a turn, first prompt "
+    print(f"challenge on ({pol.challenge_actions} random actions, at least one a turn or nod, first prompt "
           f"{Challenge.FIRST[0]}-{Challenge.FIRST[1]} s, rest {Challenge.GAP[0]}-{Challenge.GAP[1]} s between; "
           f"onset {pol.challenge_settle_s}-{pol.challenge_onset_s} s after each prompt, over within "
           f"{pol.challenge_response_s} s), {n} windows each:")
@@ -606,7 +613,7 @@ def bench_challenge(v, pad: Path, n: int, seed: int) -> dict[str, str]:
     print(f"  (the answering recording's reaction times {min(reactions):.2f}-{max(reactions):.2f} s over "
           f"{len(reactions)} prompts)\n  analytic: a replay on a fixed schedule that blinks at will can match "
           f"the drawn order in at most {100 * bound:.1f}% of windows before timing (Challenge.fixed_pattern_chance); "
-          f"one that does not, in {100 / (3 ** pol.challenge_actions - 1):.1f}%")
+          f"one that does not, in {100 / Challenge.orders(pol.challenge_actions):.1f}%")
     return out
 
 

@@ -132,25 +132,29 @@ class OpenCVCamera:
 # A person filmed live by a webcam (pad-dev BalveerSinghYT: tight face crops of his recording). The
 # frames are chosen by the models' signals, not by the labels: his eyes are shut in 0022 (eye model
 # p(open) 0.00, open >= 0.99 in the others), so that blink is recorded; he never turns his head
-# (landmark yaw -1..+5 degrees), so the turns are made from frame 0007 by `head_turn`.
+# (landmark yaw -1..+5 degrees, pitch -8.5..-2.8), so the turns and nods are made from frame 0007 by
+# `head_turn`. A 24 degree nod render reads as 17 degrees of landmark pitch up, 30 down.
 PAD_DEV_PERSON = "BalveerSinghYT"
 PAD_DEV_CHIP = "0001"
 PAD_DEV_NEUTRAL = ("0002", "0004", "0007", "0011", "0016", "0017", "0018", "0019", "0020", "0024")
 PAD_DEV_BLINK = ("0022", "0022")     # one recorded frame, shown for two frame times (~130 ms)
 PAD_DEV_TURN_FROM = "0007"
 TURN_DEGREES = (12.0, 24.0, 24.0, 12.0)
+NOD_DEGREES = (12.0, 24.0, 24.0, 12.0)
 
 
-def head_turn(crop: np.ndarray, degrees: float) -> np.ndarray:
+def head_turn(crop: np.ndarray, degrees: float, axis: str = "yaw") -> np.ndarray:
     """A tight face crop re-rendered as if the head turned about its vertical axis by `degrees`
-    (positive: to the person's left, the nose moving to the image's right).
+    (`axis` 'yaw'; positive: to the person's left, the nose moving to the image's right) or nodded
+    about its horizontal axis ('pitch'; positive: looking up, the nose moving up the image).
 
     Depth proxy: an ellipsoid over the crop (centre 0.5w/0.45h, half-axes 0.42w and 0.5h, as deep as
-    half wide) plus a nose ridge 0.35 of that depth high; each pixel moves by its depth times
-    sin(angle), inverted on the output grid by three fixed-point steps. Parts at different depths
-    move differently (the nose more than the cheeks), so the landmarks the models find on the result
-    do not follow one homography, as a real turn's do not, and a 24 degree render reads as about
-    20 degrees of landmark yaw. It is a rendering, not a recording: the README says so."""
+    half wide) plus a nose ridge 0.35 of that depth high; each pixel moves along the axis of motion by
+    its depth times sin(angle), inverted on the output grid by three fixed-point steps. Parts at
+    different depths move differently (the nose more than the cheeks), so the landmarks the models
+    find on the result do not follow one homography, as a real turn's or nod's do not, and a 24 degree
+    turn reads as about 20 degrees of landmark yaw. It is a rendering, not a recording: the README
+    says so."""
     h, w = crop.shape[:2]
     cx, cy, a, b = 0.5 * w, 0.45 * h, 0.42 * w, 0.5 * h
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
@@ -158,19 +162,28 @@ def head_turn(crop: np.ndarray, degrees: float) -> np.ndarray:
     ridge = np.clip((yy - 0.33 * h) / (0.3 * h), 0, 1) * (yy <= 0.66 * h)
     z = (z + 0.35 * a * ridge * np.exp(-((xx - cx) ** 2) / (2 * (0.05 * w) ** 2))).astype(np.float32)
     s, c = np.sin(np.radians(degrees)), np.cos(np.radians(degrees))
-    src = xx.copy()
+    grid, centre, k = (xx, cx, 1.0) if axis == "yaw" else (yy, cy, -1.0)
+    maps = (lambda m: (m, yy)) if axis == "yaw" else (lambda m: (xx, m))
+    src = grid.copy()
     for _ in range(3):
-        src = (cx + (xx - cx - cv2.remap(z, src, yy, cv2.INTER_LINEAR) * s) / c).astype(np.float32)
-    return cv2.remap(crop, src, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        src = (centre + (grid - centre - k * cv2.remap(z, *maps(src), cv2.INTER_LINEAR) * s) / c).astype(np.float32)
+    return cv2.remap(crop, *maps(src), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
-def pad_dev_turn(root: Path, sign: int, hold: int = 1) -> list[np.ndarray]:
+def pad_dev_turn(root: Path, sign: int, hold: int = 1, axis: str = "yaw") -> list[np.ndarray]:
     """The recorded person's head turn and back, rendered from frame PAD_DEV_TURN_FROM of pad-dev's
-    folder `root`: to his left for sign +1, to his right for -1, each frame shown `hold` times."""
+    folder `root`: to his left for sign +1, to his right for -1, each frame shown `hold` times
+    (`axis` 'pitch': his nod, `pad_dev_nod`)."""
     img = cv2.imread(str(root / "images" / PAD_DEV_PERSON / f"{PAD_DEV_TURN_FROM}.png"), cv2.IMREAD_COLOR)
     if img is None:
         raise CameraError(f"cannot read frame image {PAD_DEV_TURN_FROM}.png")
-    return [head_turn(img, sign * deg) for deg in TURN_DEGREES for _ in range(hold)]
+    return [head_turn(img, sign * deg, axis) for deg in (TURN_DEGREES if axis == "yaw" else NOD_DEGREES)
+            for _ in range(hold)]
+
+
+def pad_dev_nod(root: Path, sign: int, hold: int = 1) -> list[np.ndarray]:
+    """The recorded person looking up (sign +1) or down (-1) and back, as `pad_dev_turn`."""
+    return pad_dev_turn(root, sign, hold, "pitch")
 
 
 class RespondingCamera:
@@ -204,16 +217,20 @@ class RespondingCamera:
                 **kw) -> tuple[Path, "RespondingCamera"]:
         """(chip photo path, camera) for the recorded person above; `root` is pad-dev's folder.
         `drop` leaves answer clips out (a person who does not do what is asked); `wrong_side`: he
-        turns right when asked left and left when asked right; `hold`: each frame of a turn shown this
-        many times (2: a 0.53 s turn and back instead of 0.27 s, a slower person)."""
+        turns right when asked left and left when asked right, looks down when asked up and up when
+        asked down; `hold`: each frame of a turn or nod shown this many times (2: a 0.53 s turn and
+        back instead of 0.27 s, a slower person)."""
         d = root / "images" / PAD_DEV_PERSON
 
         def paths(names):
             return [d / f"{n}.png" for n in names]
 
+        w = -1 if wrong_side else 1
         clips = {"challenge_blink": lambda: paths(PAD_DEV_BLINK),
-                 "challenge_turn_left": lambda: pad_dev_turn(root, -1 if wrong_side else 1, hold),
-                 "challenge_turn_right": lambda: pad_dev_turn(root, 1 if wrong_side else -1, hold)}
+                 "challenge_turn_left": lambda: pad_dev_turn(root, w, hold),
+                 "challenge_turn_right": lambda: pad_dev_turn(root, -w, hold),
+                 "challenge_look_up": lambda: pad_dev_nod(root, w, hold),
+                 "challenge_look_down": lambda: pad_dev_nod(root, -w, hold)}
         return d / f"{PAD_DEV_CHIP}.png", cls(paths(PAD_DEV_NEUTRAL),
                                               {k: f() for k, f in clips.items() if k not in drop}, **kw)
 

@@ -11,7 +11,7 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`);
 * `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
             of the first frame (`planar_residuals`), which a head with depth cannot do;
-* `challenge` randomised requests (blink, turn left/right; `Challenge`), each started from rest
+* `challenge` randomised requests (blink, turn left/right, look up/down; `Challenge`), each started from rest
             within a human reaction time of its prompt, in order, with rest between;
 * `identity` the same person throughout: the embedded frames must not fall into two groups of
             different people (a live accomplice cannot lend liveness to a photo of the holder).
@@ -455,10 +455,11 @@ def planar_residuals(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return sim, float(np.sqrt(((proj - cur) ** 2).sum(1).mean()) / ied)
 
 
-CHALLENGES = ("blink", "turn_left", "turn_right")
-TURNS = ("turn_left", "turn_right")
-HEAD_ACTIONS = {"turn_left": ("yaw", 1), "turn_right": ("yaw", -1)}   # kind -> (angle, its sign)
-HEAD_AXES = {"yaw": ("turn_deg", "turn_back_deg")}   # angle -> the policy's full and back angles
+CHALLENGES = ("blink", "turn_left", "turn_right", "look_up", "look_down")
+# kind -> (angle, its sign): turning left raises the landmark yaw, looking up lowers the landmark pitch
+HEAD_ACTIONS = {"turn_left": ("yaw", 1), "turn_right": ("yaw", -1), "look_up": ("pitch", -1),
+                "look_down": ("pitch", 1)}
+HEAD_AXES = {"yaw": ("turn_deg", "turn_back_deg"), "pitch": ("nod_deg", "nod_back_deg")}   # the policy's angles
 IDLE, SETTLE, READY, STARTED, RETURNING = "idle", "settle", "ready", "started", "returning"
 
 
@@ -468,13 +469,15 @@ class Challenge:
     capture window, each next one `gaps[i]` seconds after the previous was answered (the traveller
     rests meanwhile, looking straight at the camera).
 
-    `random` draws each action from blink / turn left / turn right independently, at least one a turn
-    (3**n - 1 equally likely orders; a turn may be asked twice, so a replay swaying left and right
-    does not match by alternating), and every time, all from the system CSPRNG. A replay acting on its
-    own schedule must then start each asked action inside a human reaction window after a prompt it
-    cannot foresee (`LivenessPolicy.challenge_settle_s` .. `challenge_onset_s`) and turn at no other
-    time. Turns are the traveller's own left/right: turning left moves the nose to the image's right,
-    which `pose_from_landmarks` reports as a rising yaw. `Challenge("blink", 1.0)` is one action."""
+    `random` draws each action from blink / turn left / turn right / look up / look down independently,
+    at least one a head movement (5**n - 1 equally likely orders; a movement may be asked twice, so a
+    replay swaying left and right does not match by alternating), and every time, all from the system
+    CSPRNG. A replay acting on its own schedule must then start each asked action inside a human
+    reaction window after a prompt it cannot foresee (`LivenessPolicy.challenge_settle_s` ..
+    `challenge_onset_s`) and move its head at no other time. Turns are the traveller's own left/right:
+    turning left moves the nose to the image's right, which `pose_from_landmarks` reports as a rising
+    yaw; looking up moves the nose towards the eye line, a falling pitch. `Challenge("blink", 1.0)` is
+    one action."""
     kinds: tuple[str, ...]
     issue_at: float
     gaps: tuple[float, ...] = ()   # rest after answer i before prompt i+1 (missing: the next frame)
@@ -495,7 +498,7 @@ class Challenge:
             raise ValueError("a challenge has at least one action")
         rng = secrets.SystemRandom()
         kinds: list[str] = []
-        while not set(kinds) & set(TURNS):   # never blinks alone: a blink is the weakest answer
+        while not set(kinds) & set(HEAD_ACTIONS):   # never blinks alone: a blink is the weakest answer
             kinds = [rng.choice(CHALLENGES) for _ in range(n)]
         return cls(tuple(kinds), rng.uniform(*cls.FIRST), tuple(rng.uniform(*cls.GAP) for _ in kinds[1:]))
 
@@ -507,11 +510,17 @@ class Challenge:
     def fixed_pattern_chance(n: int) -> float:
         """The share of random `n`-action challenges whose order a replay on a fixed schedule can
         match at all, before timing. People blink by themselves, so a blink is never refused and a
-        replay blinking every few tenths of a second meets any blink request: its turns alone must
-        fit, and a schedule of k turns fits the C(n, k) orders that ask those turns at some k of the
-        n steps and blinks at the others, of 3**n - 1. Each of its turns must then also start within
-        the onset window of a prompt it cannot foresee; `bench-pad-seq` measures how often it does."""
-        return max(math.comb(n, k) for k in range(1, n + 1)) / (3 ** n - 1)
+        replay blinking every few tenths of a second meets any blink request: its head movements alone
+        must fit, and a schedule of k of them fits the C(n, k) orders that ask those movements at some
+        k of the n steps and blinks at the others, of 5**n - 1. Each of its movements must then also
+        start within the onset window of a prompt it cannot foresee; `bench-pad-seq` measures how
+        often it does."""
+        return max(math.comb(n, k) for k in range(1, n + 1)) / Challenge.orders(n)
+
+    @staticmethod
+    def orders(n: int) -> int:
+        """How many `n`-action challenges `random` draws from, equally likely (all but blinks alone)."""
+        return len(CHALLENGES) ** n - 1
 
     @staticmethod
     def guidance_code(kind: str) -> str:
@@ -528,6 +537,7 @@ class FrameCues:
     border_sides: int | None = 0    # sides of a device/sheet edge around the face (None: not run)
     t: float | None = None          # seconds since the window started (for the challenge)
     yaw: float | None = None        # head yaw in degrees (for the turn challenge)
+    pitch: float | None = None      # head pitch in degrees, positive looking down (for the nod challenge)
     identity: np.ndarray | None = None  # the frame's face embedding, where one was computed
 
 
@@ -546,13 +556,15 @@ class LivenessPolicy:
     planar_min_motion: float = 0.012 # similarity residual vs the first frame that counts as "moved"
     planar_ratio: float = 0.45       # homography/similarity residual below this = a moved flat surface
     planar_min_pairs: int = 3        # moved frames needed before the planar cue may speak
-    challenge: bool = False          # ask random actions (blink, turn left/right) in the capture loop
-    challenge_actions: int = 3       # how many (at least one a turn)
+    challenge: bool = False          # ask random actions (blink, turns, nods) in the capture loop
+    challenge_actions: int = 3       # how many (at least one a head movement)
     challenge_response_s: float = 3.0  # each action must be answered (back at rest) this soon after its prompt
     challenge_settle_s: float = 0.2  # rest (eyes open, head at its baseline) seen this long after a prompt first
     challenge_onset_s: float = 1.7   # ... and started by then (a reaction of 1.5 s plus display and frame latency)
     turn_deg: float = 12.0           # yaw change from the pre-challenge baseline that answers a turn
     turn_back_deg: float = 6.0       # ... and back within this of the baseline ends it
+    nod_deg: float = 10.0            # pitch change that answers a look up/down (README: measured on the rendering)
+    nod_back_deg: float = 6.0        # ... and back within this of the baseline ends it
     identity_min: float = 0.45       # cosine below which two frames show different people
 
 
@@ -575,13 +587,14 @@ class LivenessEvidence:
         self._planar: list[float] = []   # homography/similarity residual ratios of moved frames
         self._closed_seen = False
         self._blinks = 0
-        self._before: dict[str, list[float]] = {"yaw": []}   # head angles before the first prompt
+        self._before: dict[str, list[float]] = {a: [] for a in HEAD_AXES}   # head angles before the first prompt
         self.steps_met = 0               # actions of the challenge answered so far
         self.prompted_at: float | None = None   # when the current action was shown
         self.answered_at: float | None = None   # when the last action was answered (the rest gap starts)
         self.challenge_wrong = False     # an action not asked (`_unasked`)
         self._why: str | None = None     # 'onset_early' / 'onset_late' when timing lost the challenge
-        self._flat: str | None = None    # 'turn_not_3d' once an asked turn reached its angle as a flat tilt
+        self._flat: str | None = None    # 'turn_not_3d' / 'nod_not_3d': an asked movement reached its angle
+                                         # as a flat tilt
         self._last_t: float | None = None
         self._state = IDLE               # the current action's place in `_add_challenge`
         self._rest_since = 0.0           # the current prompt or the last frame not at rest since
@@ -640,7 +653,8 @@ class LivenessEvidence:
         """The one place that loses the challenge: a head action at full angle that nobody asked for
         ('' when it is, 'onset_early' when it is the asked one too soon; None when it is not). In
         the rest between actions any is; during a request any other than the asked one (the other
-        side, or any while a blink is asked); the asked one while the traveller has not yet been
+        side, a nod during a turn request or a turn during a nod request, or any while a blink is
+        asked); the asked one while the traveller has not yet been
         seen at rest after its prompt is anticipation, not a reply. Before the first prompt, and
         after the window of the current action ran out, nothing is (blinks never are)."""
         if resting:
@@ -667,9 +681,10 @@ class LivenessEvidence:
 
         Each action goes IDLE (not shown yet: the rest before it) -> SETTLE -> READY -> STARTED ->
         RETURNING -> answered (the next action's IDLE). After its prompt the traveller must first be
-        seen at rest for `challenge_settle_s` (SETTLE: eyes open; head within the back angle of its
-        baseline); then the action must start (leave rest towards it: STARTED) within
-        `challenge_onset_s` of the prompt, reach a closed eye or the full angle to the asked side in 3-D
+        seen at rest for `challenge_settle_s` (SETTLE: eyes open; yaw or pitch, as asked, within its back
+        angle of the baseline); then the action must start (leave rest towards it: STARTED) within
+        `challenge_onset_s` of the prompt, reach a closed eye or the full angle (`turn_deg`, `nod_deg`)
+        to the asked side in 3-D
         (not one homography of the last rest frame: `planar_residuals`; RETURNING), and come back to
         rest within `challenge_response_s`. A start that falls back to rest without reaching the
         action returns to READY. `_unasked` alone decides when a head movement loses the challenge.
@@ -711,7 +726,7 @@ class LivenessEvidence:
             if kind == "blink" or self._in_depth(cues.landmarks):
                 self._state = RETURNING
             else:
-                self._flat = "turn_not_3d"
+                self._flat = "turn_not_3d" if HEAD_ACTIONS[kind][0] == "yaw" else "nod_not_3d"
         elif rest:
             if self._state == RETURNING:   # answered: rest before the next prompt
                 self.steps_met += 1

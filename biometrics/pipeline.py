@@ -391,8 +391,9 @@ class Capture:
         identical = (self.prev_img is not None and self.prev_img.shape == img.shape
                      and np.array_equal(self.prev_img, img))
         met_before = ev.steps_met
+        yaw, pitch, _ = pose_from_landmarks(pts)   # the 5 points from the 68: as steady as any 68-point estimate
         cues = FrameCues(model, lm68 if lm68 is not None else face.landmarks, eyes, moire, identical, border,
-                         now, pose_from_landmarks(pts)[0])
+                         now, yaw, pitch)
         t = self._timed("liveness", t)
         self.stage["liveness"] += sum(took[k] for k in done)
         # the embedding: for matching (good frames that beat the best so far) and identity checks

@@ -42,6 +42,8 @@ GUIDANCE: dict[str, Guidance] = {g.code: g for g in [
     Guidance("challenge_blink", "Vui lòng chớp mắt", "Please blink"),
     Guidance("challenge_turn_left", "Vui lòng quay đầu nhẹ sang trái", "Please turn your head slightly to your left"),
     Guidance("challenge_turn_right", "Vui lòng quay đầu nhẹ sang phải", "Please turn your head slightly to your right"),
+    Guidance("challenge_look_up", "Vui lòng ngẩng đầu nhẹ lên", "Please tilt your head slightly up"),
+    Guidance("challenge_look_down", "Vui lòng cúi đầu nhẹ xuống", "Please tilt your head slightly down"),
     Guidance("challenge_next", "Tốt, vui lòng nhìn thẳng vào camera", "Good, now look straight at the camera"),
     Guidance("challenge_done", "Cảm ơn, vui lòng nhìn thẳng vào camera", "Thank you, please look straight at the camera"),
     Guidance("remove_photo", "Vui lòng không đưa ảnh hoặc màn hình vào camera", "Please do not hold a photo or screen to the camera"),

@@ -74,8 +74,9 @@ class FaceSettings(BaseModel):
     capture_window_s: float = Field(10.0, gt=0, description="the face capture; three challenge actions take 5-7 s of it, "
                                     "and slower travellers need the rest")
     challenge: bool = Field(True, description="ask for random actions during the capture, one after the other "
-                                              "(blink, small head turn left or right, at least one turn; random "
-                                              "order and times); unanswered, late, early or wrong refers the traveller")
+                                              "(blink, small head turn left or right, look up or down, at least one "
+                                              "head movement; random order and times); unanswered, late, early or "
+                                              "wrong refers the traveller")
     challenge_actions: int = Field(3, ge=1, le=4, description="actions per challenge: each started 0.2-1.5 s after "
                                    "its prompt with 0.3-1.0 s of rest between; 3 take about 5.3 s of the 10 s window")
     challenge_response_s: float = Field(3.0, gt=0, description="each action must be over (back at rest) this soon "

@@ -104,7 +104,8 @@ def prompted(verifier, chip, cam, window_s):
 
 @pytest.mark.models
 @pytest.mark.parametrize("kinds,seed", [(("turn_left", "blink"), 1), (("blink", "turn_right"), 2),
-                                        (("turn_right", "turn_left"), 3)])
+                                        (("turn_right", "turn_left"), 3), (("look_up", "turn_left"), 6),
+                                        (("look_down", "blink"), 7)])
 def test_a_recorded_person_answers_both_actions_and_passes(verifier, pad_dev, monkeypatch, kinds, seed):
     """He reacts 0.3-1.0 s after each prompt (seeded), as a person does, and rests between."""
     monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8, gaps=(1.2,))))
@@ -143,11 +144,11 @@ def test_without_one_asked_action_the_window_is_referred(verifier, pad_dev, monk
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("kinds", [("turn_left", "blink"), ("blink", "turn_right")])
-def test_a_turn_to_the_wrong_side_is_refused(verifier, pad_dev, monkeypatch, kinds):
+@pytest.mark.parametrize("kinds", [("turn_left", "blink"), ("blink", "turn_right"), ("look_up", "blink")])
+def test_a_turn_or_nod_to_the_wrong_side_is_refused(verifier, pad_dev, monkeypatch, kinds):
     monkeypatch.setattr(Challenge, "random", classmethod(lambda cls, *a, **k: cls(kinds, 0.8)))
     res, _ = prompted(verifier, *RespondingCamera.pad_dev(pad_dev, wrong_side=True, seed=5), window_s=8)
-    turn = next(k for k in kinds if k.startswith("turn"))
+    turn = next(k for k in kinds if k != "blink")
     assert res.liveness == "undetermined" and res.outcome == "failure_to_acquire"
     assert f"challenge_wrong:{turn}" in res.reasons, res.reasons
 

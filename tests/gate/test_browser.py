@@ -28,7 +28,8 @@ PW = "correct horse battery"
 
 class CameraFace:
     """Looks at the simulated camera for `seconds`, asks the traveller to hold
-    still, then (half way) to turn their head to the left, then gives `outcome`."""
+    still, then (half way) to turn their head to the left, then (three quarters) to look up, then
+    gives `outcome`."""
 
     def __init__(self, camera, seconds=3.0):
         self.camera, self.seconds, self.outcome = camera, seconds, "match"
@@ -42,13 +43,12 @@ class CameraFace:
         guidance = type("G", (), {"code": "hold_still", "vi": "Vui lòng giữ yên", "en": "Please hold still"})()
         frames = self.camera.frames()
         on_guidance(guidance)
-        best, asked = None, False
+        from biometrics.quality import GUIDANCE
+        best, prompts = None, [(self.seconds / 2, "challenge_turn_left"), (self.seconds / 4, "challenge_look_up")]
         for f in frames:
             best = f.image
-            if not asked and time.monotonic() > end - self.seconds / 2:
-                from biometrics.quality import GUIDANCE
-                on_guidance(GUIDANCE["challenge_turn_left"])
-                asked = True
+            if prompts and time.monotonic() > end - prompts[0][0]:   # seconds left when asked
+                on_guidance(GUIDANCE[prompts.pop(0)[1]])
             if time.monotonic() > end:
                 break
         return FakeFace(outcome=self.outcome, score=0.8 if self.outcome == "match" else 0.1, best_frame=best)
@@ -133,6 +133,10 @@ def test_kiosk_walks_a_passing_and_a_referred_traveller(server, browser, tmp_pat
         assert page.locator("#g-en").inner_text() == "Please turn your head slightly to your left"
         assert page.locator("#g-vi").inner_text() == "Vui lòng quay đầu nhẹ sang trái"
         shot(page, tmp_path, f"kiosk-challenge-{name}")
+        page.wait_for_selector("#guidance[data-challenge='look_up']")
+        assert page.locator("#g-vi").inner_text() == "Vui lòng ngẩng đầu nhẹ lên"
+        sign = "getComputedStyle(document.getElementById('guidance'), '::before').content"
+        assert page.evaluate(sign) == '"⬆"'
         page.wait_for_selector("#msg-vi:has-text('Mời qua cổng')", timeout=15000)
         assert page.locator("#msg-en").inner_text() == "Please proceed"
         shot(page, tmp_path, f"kiosk-proceed-{name}")

@@ -319,8 +319,9 @@ def test_the_travellers_own_photo_held_still_is_referred(lane, card, live_person
 def test_the_same_person_who_does_not_answer_is_referred_with_the_reason(lane, card, shared_dir):
     """His recorded frames with every answer clip left out: live and matching, but no answer."""
     from biometrics.camera import RespondingCamera
+    from biometrics.liveness import CHALLENGES, Challenge
     _, mute = RespondingCamera.pad_dev(shared_dir / "data" / "pad-dev", realtime=True,
-                                       drop=("challenge_blink", "challenge_turn_left", "challenge_turn_right"))
+                                       drop=tuple(Challenge.guidance_code(k) for k in CHALLENGES))
     rec = transact(lane, card, mute)
     assert rec.outcome == "referred"
     assert "face.challenge_unanswered" in rec.reasons and "face.liveness_undetermined" in rec.reasons, rec.reasons

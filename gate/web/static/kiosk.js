@@ -52,8 +52,8 @@
     const g = ev.state === "face_capture" && ev.guidance_vi;
     $("guidance").hidden = !g;
     if (g) { $("g-vi").textContent = ev.guidance_vi; $("g-en").textContent = ev.guidance_en || ""; }
-    // a liveness challenge (blink / turn) is the one thing to do now: shown larger, with a sign
-    $("guidance").dataset.challenge = g && /^challenge_(blink|turn_left|turn_right)$/.test(ev.guidance)
+    // a liveness challenge (blink / turn / nod) is the one thing to do now: shown larger, with a sign
+    $("guidance").dataset.challenge = g && /^challenge_(blink|turn_left|turn_right|look_up|look_down)$/.test(ev.guidance)
       ? ev.guidance.slice(10) : "";
     preview(ev.state === "face_capture");
     if (ev.state !== current) say(encodeURIComponent(ev.state));
