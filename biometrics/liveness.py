@@ -565,6 +565,7 @@ class LivenessPolicy:
     turn_back_deg: float = 6.0       # ... and back within this of the baseline ends it
     nod_deg: float = 10.0            # pitch change that answers a look up/down (README: measured on the rendering)
     nod_back_deg: float = 6.0        # ... and back within this of the baseline ends it
+    cross_axis_factor: float = 2.0   # during an asked turn (nod) a nod (turn) must reach this many times its angle to lose
     identity_min: float = 0.45       # cosine below which two frames show different people
 
 
@@ -643,11 +644,18 @@ class LivenessEvidence:
             out[axis] = None if v is None or not before else v - float(np.median(before))
         return out
 
-    def _beyond(self, head: dict[str, float | None]) -> set[str]:
-        """The head actions this frame shows at full angle (`HEAD_ACTIONS`' thresholds)."""
+    def _beyond(self, head: dict[str, float | None], kind: str | None = None) -> set[str]:
+        """The head actions this frame shows at full angle (`HEAD_ACTIONS`' thresholds). While the
+        head is on its way to the asked `kind` (past its back angle), the other axis needs
+        `cross_axis_factor` times its angle: a real turn carries some pitch, and the five-point
+        pitch reads about 6 degrees on a rendered 20 degree turn."""
         p = self.policy
+        asked = HEAD_ACTIONS.get(kind or "")
+        moving = (asked is not None and head[asked[0]] is not None
+                  and asked[1] * head[asked[0]] >= getattr(p, HEAD_AXES[asked[0]][1]))
         return {k for k, (axis, sign) in HEAD_ACTIONS.items()
-                if head[axis] is not None and sign * head[axis] >= getattr(p, HEAD_AXES[axis][0])}
+                if head[axis] is not None and sign * head[axis] >= getattr(p, HEAD_AXES[axis][0]) * (
+                    p.cross_axis_factor if moving and axis != asked[0] else 1.0)}
 
     def _unasked(self, kind: str, beyond: set[str], resting: bool) -> str | None:
         """The one place that loses the challenge: a head action at full angle that nobody asked for
@@ -702,7 +710,7 @@ class LivenessEvidence:
         if not resting and cues.t > self._deadline():   # no onset in time, or not over in time
             self._why = "onset_late" if self._state in (SETTLE, READY) and not self._flat else None
             return
-        why = self._unasked(kind, self._beyond(head), resting)
+        why = self._unasked(kind, self._beyond(head, None if resting else kind), resting)
         if why is not None:
             self.challenge_wrong, self._why = True, why or self._why
         if why is not None or resting:

@@ -160,7 +160,21 @@ def test_a_nod_answers_the_asked_vertical_direction_in_depth_only(kind, sign):
     ev, d = decide(nod_frames(sign, flat=True), LivenessPolicy(min_frames=4, require_motion=False,
                                                                planar_min_pairs=99), Challenge(kind, 0.6))
     assert not ev.challenge_met and d.reasons == [f"challenge_timeout:{kind}", "nod_not_3d"]   # a tilted photo
-    ev, d = decide(nod_frames(sign, turn=15.0), challenge=Challenge(kind, 0.6))   # a turn on the way: not asked
+    ev, d = decide(nod_frames(sign, turn=15.0), challenge=Challenge(kind, 0.6))   # some yaw on the way: a nod
+    assert ev.challenge_met and d.verdict == "live", d.reasons
+    ev, d = decide(nod_frames(sign, turn=25.0), challenge=Challenge(kind, 0.6))   # a turn on the way: not asked
+    assert ev.challenge_wrong and d.reasons == [f"challenge_wrong:{kind}"]
+
+
+@pytest.mark.parametrize("kind,sign", [("turn_left", 1), ("turn_right", -1)])
+def test_a_turn_may_carry_some_pitch_but_not_a_nod(kind, sign):
+    def with_pitch(peak):   # the landmark pitch rises with the turn to `peak` degrees at its height
+        return [cues(c.landmarks, t=c.t, yaw=c.yaw, pitch=peak * abs(c.yaw) / 20) for c in turn_frames(sign)]
+    ev, d = decide(with_pitch(14.0), challenge=Challenge(kind, 0.6))
+    assert ev.challenge_met and d.verdict == "live", d.reasons
+    ev, d = decide(with_pitch(-14.0), challenge=Challenge(kind, 0.6))
+    assert ev.challenge_met and d.verdict == "live", d.reasons
+    ev, d = decide(with_pitch(22.0), challenge=Challenge(kind, 0.6))   # a nod as well: not asked
     assert ev.challenge_wrong and d.reasons == [f"challenge_wrong:{kind}"]
 
 
