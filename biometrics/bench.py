@@ -290,7 +290,7 @@ def cmd_bench_speed(args) -> None:
           f"(b) {lane_k} / dlib = {np.mean(wall[('(b)', lane_k)]) / q:.2f}")
 
 
-CUE_SIGN = {"thirdparty": 1, "padnet": 1, "moire": -1, "border": -1, "glare": -1, "gamut": 1, "banding": -1}
+CUE_SIGN = {"thirdparty": 1, "padnet": 1, "texture": 1, "moire": -1, "border": -1, "glare": -1, "gamut": 1, "banding": -1}
 
 
 def cmd_bench_pad(args) -> None:
@@ -299,11 +299,12 @@ def cmd_bench_pad(args) -> None:
     threshold at BPCER 5% on the test bona fide (an optimistic, per-cue operating point); the
     fusion is shown both so and at its calibrated threshold (the gate's real operating point)."""
     from .__main__ import _verifier
-    from .liveness import PadNet, planar_residuals
-    from .pad_train import SPECIES, features, load_split, padnet_logits
+    from .liveness import PADNET_ROLE, TEXTURE_ROLE, planar_residuals
+    from .pad_train import SPECIES, features, load_split, padnet_logits, texture_logits
     v = _verifier(args)
     s = load_split(v, args.data, "test", args.max_faces // 4, args.cache)
-    f = features(s, padnet_logits(PadNet.from_repo().session, s.crops))
+    f = features(s, padnet_logits(v.registry.session(PADNET_ROLE), s.crops),
+                 texture_logits(v.registry.session(TEXTURE_ROLE), s.crops) if v.registry.has(TEXTURE_ROLE) else None)
     fusion = v.pad.fusion
     thr = float(json.loads(DEFAULT_CALIBRATION.read_text())["liveness"]["model_threshold"])   # single image
     cols = {k: CUE_SIGN[k] * f[k] for k in CUE_SIGN}
@@ -343,7 +344,7 @@ def _pad_latency(v, data: Path) -> None:
     """Added time per frame of each single-image part, on 640x480 frames (median of 30)."""
     from .liveness import artefact_cues
     frames = _frames(data, 30)
-    t = {"artefact cues": [], "padnet": [], "fusion (padnet + cues)": [], "third-party models": []}
+    t = {"artefact cues": [], "padnet": [], "colour texture": [], "fusion (all inputs)": [], "third-party models": []}
     for img in frames:
         faces = v.detector.detect(img)
         if not faces:
@@ -351,7 +352,8 @@ def _pad_latency(v, data: Path) -> None:
         box = primary_face(faces, img.shape).box
         for name, fn in (("artefact cues", lambda: artefact_cues(img, box)),
                          ("padnet", lambda: v.pad.padnet.logit(img, box) if v.pad.padnet else None),
-                         ("fusion (padnet + cues)", lambda: v.pad.score(img, box)),
+                         ("colour texture", lambda: v.pad.texture.logit(img, box) if v.pad.texture else None),
+                         ("fusion (all inputs)", lambda: v.pad.score(img, box)),
                          ("third-party models", lambda: v.pad.thirdparty(img, box))):
             t0 = time.perf_counter()
             fn()

@@ -17,8 +17,8 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
             different people (a live accomplice cannot lend liveness to a photo of the holder).
 
 Single image (`PadModels.score`, used per frame above and by `score-pad`): our own small CNN
-(`PadNet`, trained by `python -m biometrics train-pad`, shipped in the repo's models/) plus the
-artefact cues below (moiré, border, specular glare, colour gamut, refresh banding), combined by a
+(`PadNet`, trained by `python -m biometrics train-pad`, shipped in the repo's models/), a linear
+head on colour texture (`PadTexture`, trained with it), plus the artefact cues below (moiré, border, specular glare, colour gamut, refresh banding), combined by a
 logistic fusion whose weights and threshold `calibrate-pad` fits on dev data (`PadFusion`).
 
 New cues are added as another field of `FrameCues` and another term in `LivenessEvidence.decide`.
@@ -114,13 +114,60 @@ class PadNet:
         self.session = session
         self._input = session.get_inputs()[0].name
 
-    @classmethod
-    def from_repo(cls) -> "PadNet":
-        return cls(ModelRegistry().session(PADNET_ROLE))
-
     def logit(self, image: np.ndarray, box) -> float:
         x = padnet_input(padnet_crop(image, box))
         return float(np.asarray(self.session.run(None, {self._input: x})[0]).reshape(-1)[0])
+
+
+TEXTURE_ROLE = "pad_texture"
+_LBP_RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))   # 8 neighbours, in circle order
+
+
+def _uniform_lbp_bins() -> np.ndarray:
+    """LBP code -> histogram bin: the 58 uniform codes (at most two 0/1 changes around the circle)
+    one bin each, all other codes bin 58."""
+    bins = np.full(256, 58, np.int64)
+    uniform = [c for c in range(256) if bin(c ^ ((c >> 1) | ((c & 1) << 7))).count("1") <= 2]
+    bins[uniform] = np.arange(len(uniform))
+    return bins
+
+
+_LBP_BINS = _uniform_lbp_bins()
+TEXTURE_DIM = 6 * 59
+
+
+def colour_texture(crop: np.ndarray) -> np.ndarray:
+    """Colour texture of the PadNet crop (Boulkenafet et al., "Face spoofing detection using colour
+    texture analysis", 2016): a uniform LBP(8,1) histogram of each channel of HSV and YCrCb,
+    6 x 59 bins, each histogram square-rooted (Hellinger) for the linear head. A re-captured print
+    or screen changes the fine texture of chroma more than of luminance, which grey LBP misses."""
+    hists = []
+    for conversion in (cv2.COLOR_BGR2HSV, cv2.COLOR_BGR2YCrCb):
+        for ch in cv2.split(cv2.cvtColor(crop, conversion)):
+            h, w = ch.shape
+            centre = ch[1:-1, 1:-1]
+            code = np.zeros(centre.shape, np.uint8)
+            for k, (dy, dx) in enumerate(_LBP_RING):
+                code |= (ch[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] >= centre).astype(np.uint8) << k
+            hist = np.bincount(_LBP_BINS[code].ravel(), minlength=59)
+            hists.append(np.sqrt(hist / max(hist.sum(), 1)))
+    return np.concatenate(hists).astype(np.float32)
+
+
+class PadTexture:
+    """Linear head on `colour_texture` (models/padtexture.onnx, one Gemm, trained with PadNet on the
+    train split by `train-pad`): one logit, > 0 = live. An input of the fusion like PadNet."""
+
+    def __init__(self, session):
+        self.session = session
+        self._input = session.get_inputs()[0].name
+
+    def logit_of(self, crop: np.ndarray) -> float:
+        x = colour_texture(crop)[None]
+        return float(np.asarray(self.session.run(None, {self._input: x})[0]).reshape(-1)[0])
+
+    def logit(self, image: np.ndarray, box) -> float:
+        return self.logit_of(padnet_crop(image, box))
 
 
 @dataclass
@@ -134,6 +181,7 @@ class PadFusion:
     weights: np.ndarray
     bias: float
     padnet_sha256: str | None = None   # the PadNet file the weights were fitted with
+    texture_sha256: str | None = None  # the PadTexture file, likewise
 
     def z(self, values: dict[str, float]) -> float:
         v = (np.array([values[k] for k in self.features], np.float64) - self.mean) / self.std
@@ -168,12 +216,14 @@ class PadFusion:
     def as_record(self) -> dict:
         r = lambda a: [round(float(v), 6) for v in a]  # noqa: E731
         return {"features": list(self.features), "mean": r(self.mean), "std": r(self.std),
-                "weights": r(self.weights), "bias": round(self.bias, 6), "padnet_sha256": self.padnet_sha256}
+                "weights": r(self.weights), "bias": round(self.bias, 6), "padnet_sha256": self.padnet_sha256,
+                "texture_sha256": self.texture_sha256}
 
     @classmethod
     def from_record(cls, rec: dict) -> "PadFusion":
         return cls(tuple(rec["features"]), np.array(rec["mean"], np.float64), np.array(rec["std"], np.float64),
-                   np.array(rec["weights"], np.float64), float(rec["bias"]), rec.get("padnet_sha256"))
+                   np.array(rec["weights"], np.float64), float(rec["bias"]), rec.get("padnet_sha256"),
+                   rec.get("texture_sha256"))
 
     @classmethod
     def from_calibration(cls, path: Path | dict = DEFAULT_CALIBRATION) -> "PadFusion | None":
@@ -189,8 +239,8 @@ class PadFusion:
 class PadModels:
     """Single-image PAD.
 
-    `score` is the calibrated fusion (`PadFusion`) of our PadNet logit, the artefact cues and the
-    third-party score (as the fusion record lists them); without a fusion
+    `score` is the calibrated fusion (`PadFusion`) of our PadNet and colour-texture logits, the
+    artefact cues and the third-party score (as the fusion record lists them); without a fusion
     record in calibration.json it falls back to the third-party score. `thirdparty` is the mean of
     two independent families:
 
@@ -204,20 +254,22 @@ class PadModels:
     """
 
     def __init__(self, minifas: list[tuple[object, float]], faceplugin=None, padnet: PadNet | None = None,
-                 fusion: PadFusion | None = None):
+                 fusion: PadFusion | None = None, texture: PadTexture | None = None):
         self.minifas = [(s, s.get_inputs()[0].name, scale) for s, scale in minifas]
         self.faceplugin = faceplugin
         self._fp_input = faceplugin.get_inputs()[0].name if faceplugin is not None else None
         self.fusion = fusion
-        self.padnet = padnet
-        if padnet is None and self.fusion is not None and "padnet" in self.fusion.features:
-            registry = ModelRegistry()   # one read of the manifest: the model and its pin
-            self.padnet = PadNet(registry.session(PADNET_ROLE))
-            pinned = registry.entry(PADNET_ROLE).sha256
-            if self.fusion.padnet_sha256 != pinned:   # fusion weights belong to one model file
-                raise ModelError(f"the PAD fusion in calibration.json was fitted for PadNet sha256 "
-                                 f"{self.fusion.padnet_sha256}, but models/manifest.json pins {pinned}: "
-                                 "run `python -m biometrics calibrate-pad`")
+        self.padnet, self.texture = padnet, texture
+        registry = None
+        for name, role, model in (("padnet", PADNET_ROLE, PadNet), ("texture", TEXTURE_ROLE, PadTexture)):
+            if getattr(self, name) is not None or self.fusion is None or name not in self.fusion.features:
+                continue
+            registry = registry or ModelRegistry()   # one read of the manifest: the models and their pins
+            setattr(self, name, model(registry.session(role)))
+            pinned, fitted = registry.entry(role).sha256, getattr(self.fusion, f"{name}_sha256")
+            if fitted != pinned:   # fusion weights belong to one model file
+                raise ModelError(f"the PAD fusion in calibration.json was fitted for {role} sha256 {fitted}, "
+                                 f"but models/manifest.json pins {pinned}: run `python -m biometrics calibrate-pad`")
 
     def _minifas_probs(self, i: int, image: np.ndarray, box) -> np.ndarray:
         sess, name, scale = self.minifas[i]
@@ -261,6 +313,8 @@ class PadModels:
             parts[f"minifas{i}"] = lambda i=i: self._minifas_probs(i, image, box)
         if self.fusion is not None:                                            # ~2 ms
             parts["padnet"] = lambda: self.padnet.logit(image, box)
+        if self.fusion is not None and "texture" in self.fusion.features:      # ~2 ms
+            parts["texture"] = lambda: self.texture.logit(image, box)
         return parts
 
     def _needs_thirdparty(self) -> bool:
@@ -273,7 +327,7 @@ class PadModels:
         if self.fusion is None:
             return tp, r["cues"]
         f = dict(r["cues"])
-        f["padnet"] = r["padnet"]
+        f.update((k, r[k]) for k in ("padnet", "texture") if k in r)
         if tp is not None:
             f["thirdparty"] = tp
         return self.fusion.score(f), f

@@ -1,4 +1,5 @@
-"""PadNet: build the PAD data sets, train the single-image CNN, calibrate the fusion.
+"""PadNet: build the PAD data sets, train the single-image CNN and the colour-texture head,
+calibrate the fusion.
 
 Data (all from ../shared/data, never copied into the repo; cached as face crops outside it):
 
@@ -34,9 +35,9 @@ import cv2
 import numpy as np
 
 from .calibrate import pad_rates, pad_threshold, progress, read_csv, sha256_file, write_calibration
-from .liveness import (ARTEFACT_CUES, PADNET_ROLE, PADNET_SCALE, PADNET_SIZE, PadFusion, PadNet, artefact_cues,
-                       padnet_crop, padnet_input)
-from .models import CHECKOUT, DEFAULT_CALIBRATION, DEFAULT_MANIFEST
+from .liveness import (ARTEFACT_CUES, PADNET_ROLE, PADNET_SCALE, PADNET_SIZE, TEXTURE_DIM, TEXTURE_ROLE, PadFusion,
+                       PadNet, PadTexture, artefact_cues, colour_texture, padnet_crop, padnet_input)
+from .models import CHECKOUT, DEFAULT_CALIBRATION, DEFAULT_MANIFEST, ModelRegistry
 from .pad_synth import ATTACKS, camera, digital_copy, webcam
 
 SPLITS = ("train", "calib", "test")
@@ -51,8 +52,10 @@ LIGHT_CAPTURE = 0.3   # share of the others captured lightly (`camera`); the res
 SEEDS = {"train": 0, "calib": 1_000_000, "test": 2_000_000, "pad-dev": 3_000_000}   # + 100_000 per person
 SPECIES = ("bona_fide", "replay_real", "print_sim", "replay_sim")
 DATA_VERSION = "padnet-data-5"   # bump when the generator or the crop changes: invalidates caches
-DEFAULT_FEATURES = ("padnet",) + ARTEFACT_CUES + ("thirdparty",)
+DEFAULT_FEATURES = ("padnet", "texture") + ARTEFACT_CUES + ("thirdparty",)
 PADNET_FILE = "padnet.onnx"
+TEXTURE_FILE = "padtexture.onnx"
+TEXTURE_L2 = 10.0     # ridge of the colour-texture head (354 inputs, a few thousand crops)
 
 
 def _bucket(name: str, n: int) -> int:
@@ -244,8 +247,44 @@ def padnet_logits(session, crops: np.ndarray) -> np.ndarray:
                      for c in crops])
 
 
-def features(s: PadSet, padnet: np.ndarray) -> dict[str, np.ndarray]:
-    return dict(s.cues, padnet=padnet, thirdparty=s.thirdparty)
+def texture_logits(session, crops: np.ndarray) -> np.ndarray:
+    t = PadTexture(session)
+    return np.array([t.logit_of(c) for c in crops])
+
+
+def features(s: PadSet, padnet: np.ndarray, texture: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    return dict(s.cues, padnet=padnet, texture=np.full(len(s.species), np.nan) if texture is None else texture,
+                thirdparty=s.thirdparty)
+
+
+def train_texture(train_set: PadSet, out: Path, l2: float = TEXTURE_L2) -> dict:
+    """Fit the colour-texture head on `train_set` (ridge logistic regression, the species weights of
+    PadNet's training) and export it as one Gemm to ONNX (input 1 x 354, output the logit)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    t0 = time.time()
+    X = np.array([colour_texture(c) for c in train_set.crops], np.float64)
+    m = PadFusion.fit(tuple(f"t{i}" for i in range(TEXTURE_DIM)), X, train_set.live,
+                      train_set.species_weights(PAD_SHARE), l2=l2)
+    w = (m.weights / m.std).astype(np.float32)             # standardisation folded into the weights
+    b = np.float32(m.bias - float(m.mean / m.std @ m.weights))
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["texture", "w", "b"], ["logit"])], "padtexture",
+        [helper.make_tensor_value_info("texture", TensorProto.FLOAT, [1, TEXTURE_DIM])],
+        [helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 1])],
+        [numpy_helper.from_array(w[:, None], "w"), numpy_helper.from_array(np.array([b]), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="egate pad_train")
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    import onnxruntime as ort
+    got = texture_logits(ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]), train_set.crops[:16])
+    ref = m.bias + ((X[:16] - m.mean) / m.std) @ m.weights
+    if not np.allclose(ref, got, atol=1e-3):
+        raise RuntimeError(f"texture ONNX differs from the fit: max |d| {np.abs(ref - got).max():.2e}")
+    return {"file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size, "l2": l2,
+            "inputs": "liveness.colour_texture of the PadNet crop: sqrt of uniform LBP(8,1) histograms of H, S, V, "
+                      "Y, Cr, Cb (6 x 59)", "seconds": round(time.time() - t0, 1)}
 
 
 # ---- training (torch only here) --------------------------------------------------------------
@@ -333,24 +372,24 @@ def _auc(live: np.ndarray, attack: np.ndarray) -> float:
     return float((ranks[:len(live)].sum() - len(live) * (len(live) + 1) / 2) / (len(live) * len(attack)))
 
 
-def register(onnx_path: Path, manifest: Path = DEFAULT_MANIFEST) -> dict:
-    """Pin the trained file in the manifest (role pad_padnet, loaded from the repo's models/)."""
+def register(onnx_path: Path, manifest: Path = DEFAULT_MANIFEST, role: str = PADNET_ROLE) -> dict:
+    """Pin the trained file in the manifest (PadNet or the texture head, loaded from the repo's models/)."""
     doc = json.loads(manifest.read_text())
-    entry = {"file": onnx_path.name, "role": PADNET_ROLE, "sha256": sha256_file(onnx_path),
+    entry = {"file": onnx_path.name, "role": role, "sha256": sha256_file(onnx_path),
              "bytes": onnx_path.stat().st_size, "licence": "first-party (this repository)",
              "location": "repo",
              "note": "trained by `python -m biometrics train-pad`; see models/padnet.json"}
-    doc["models"] = [m for m in doc["models"] if m["role"] != PADNET_ROLE] + [entry]
+    doc["models"] = [m for m in doc["models"] if m["role"] != role] + [entry]
     manifest.write_text(json.dumps(doc, indent=2) + "\n")
     return entry
 
 
 # ---- calibration of the fusion ---------------------------------------------------------------
-def fit_fusion(calib_set: PadSet, feats: tuple[str, ...], padnet: np.ndarray, bpcer: float
-               ) -> tuple[PadFusion, float, dict]:
-    """The logistic fusion fitted on `calib_set` (PadNet logits `padnet`), its threshold at the
-    target BPCER, and the rates it gives there (on the same set: the fit's own figures)."""
-    f = features(calib_set, padnet)
+def fit_fusion(calib_set: PadSet, feats: tuple[str, ...], padnet: np.ndarray, bpcer: float,
+               texture: np.ndarray | None = None) -> tuple[PadFusion, float, dict]:
+    """The logistic fusion fitted on `calib_set` (PadNet and texture-head logits), its threshold at
+    the target BPCER, and the rates it gives there (on the same set: the fit's own figures)."""
+    f = features(calib_set, padnet, texture)
     X = np.c_[[f[k] for k in feats]].T
     ok = np.isfinite(X).all(1)
     fusion = PadFusion.fit(feats, X[ok], calib_set.live[ok], calib_set.species_weights()[ok])
@@ -366,11 +405,15 @@ def fit_fusion(calib_set: PadSet, feats: tuple[str, ...], padnet: np.ndarray, bp
 def calibrate(calib_set: PadSet, feats: tuple[str, ...], bpcer: float,
               calibration: Path = DEFAULT_CALIBRATION) -> tuple[PadFusion, float]:
     """Fit the fusion on the calib split, set its threshold at the target BPCER; write both."""
-    n = len(calib_set.species)
-    fusion, thr, rates = fit_fusion(calib_set, feats, padnet_logits(PadNet.from_repo().session, calib_set.crops)
-                                    if "padnet" in feats else np.full(n, np.nan), bpcer)
+    n, registry = len(calib_set.species), ModelRegistry()
+    fusion, thr, rates = fit_fusion(
+        calib_set, feats, padnet_logits(registry.session(PADNET_ROLE), calib_set.crops)
+        if "padnet" in feats else np.full(n, np.nan), bpcer,
+        texture_logits(registry.session(TEXTURE_ROLE), calib_set.crops) if "texture" in feats else None)
     if "padnet" in feats:
-        fusion.padnet_sha256 = sha256_file(CHECKOUT / "models" / PADNET_FILE)
+        fusion.padnet_sha256 = registry.entry(PADNET_ROLE).sha256
+    if "texture" in feats:
+        fusion.texture_sha256 = registry.entry(TEXTURE_ROLE).sha256
     rec = {"model_threshold": round(thr, 6), "bpcer_target": bpcer, "bpcer": rates["bpcer"],
            "apcer_per_species": rates["apcer_per_species"], "score": "PadFusion p(live) of " + ", ".join(feats),
            "fusion": fusion.as_record(),
@@ -423,10 +466,20 @@ def cmd_train_pad(args) -> None:
     for n, s in sets.items():
         print(f"{n}: " + ", ".join(f"{k} {int((s.species == k).sum())}" for k in SPECIES) + f"; not detected {s.fta}")
     out = CHECKOUT / "models" / PADNET_FILE
-    info = train(sets["train"], sets["calib"], out, args.epochs, args.seed, args.threads)
-    entry = register(out)
-    record(out.with_suffix(".json"), out, info, sets, args.data, args.max_faces)
-    print(f"{out} ({entry['bytes']} bytes, sha256 {entry['sha256'][:16]}...) pinned in {DEFAULT_MANIFEST}")
+    if not args.texture_only:
+        info = train(sets["train"], sets["calib"], out, args.epochs, args.seed, args.threads)
+        entry = register(out)
+        record(out.with_suffix(".json"), out, info, sets, args.data, args.max_faces)
+        print(f"{out} ({entry['bytes']} bytes, sha256 {entry['sha256'][:16]}...) pinned in {DEFAULT_MANIFEST}")
+    tex = out.with_name(TEXTURE_FILE)
+    texture = train_texture(sets["train"], tex)
+    register(tex, role=TEXTURE_ROLE)
+    doc = json.loads(out.with_suffix(".json").read_text())      # the head is recorded beside PadNet
+    doc["texture"] = dict(texture, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          data="the train split above (same crops and species weights as PadNet)",
+                          output="logit, > 0 = bona fide (live)")
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"{tex} ({texture['bytes']} bytes, sha256 {texture['sha256'][:16]}...) pinned in {DEFAULT_MANIFEST}")
     feats = tuple(args.features.split(","))
     _, thr = calibrate(sets["calib"], feats, args.bpcer)
     print(f"fusion of {', '.join(feats)} fitted on the calib split, threshold {thr:.4f} at BPCER "
@@ -514,14 +567,17 @@ def cmd_bench_pad_cv(args) -> None:
             te = PadSet.concat([lfw_test, pads[held].subset(pads[held].render == 0)])
             onnx = Path(tmp) / f"padnet-{held}.onnx"
             train(tr, ca, onnx, args.epochs, args.seed, args.threads)
+            train_texture(tr, onnx.with_suffix(".texture.onnx"))
             sess = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
-            fusion, thr, _ = fit_fusion(ca, feats, padnet_logits(sess, ca.crops), args.bpcer)
-            f = features(te, padnet_logits(sess, te.crops))
+            tsess = ort.InferenceSession(str(onnx.with_suffix(".texture.onnx")), providers=["CPUExecutionProvider"])
+            fusion, thr, _ = fit_fusion(ca, feats, padnet_logits(sess, ca.crops), args.bpcer,
+                                        texture_logits(tsess, ca.crops))
+            f = features(te, padnet_logits(sess, te.crops), texture_logits(tsess, te.crops))
             sc = np.array([fusion.score({k: f[k][j] for k in feats}) for j in range(len(te.species))])
             single[held] = (sc[te.source == "pad-dev"], te.species[te.source == "pad-dev"], thr)
             lfw_rows.append((sc[te.source == "faces-dev"], te.species[te.source == "faces-dev"], thr))
             v.pad = copy.copy(v.pad)
-            v.pad.padnet, v.pad.fusion = PadNet(sess), fusion
+            v.pad.padnet, v.pad.texture, v.pad.fusion = PadNet(sess), PadTexture(tsess), fusion
             v.liveness_policy = dataclasses.replace(base_policy, model_threshold=thr, challenge=False)
             seq[held] = [(sp, run_sequence(v, frames)) for sp, frames in
                          _seq_sets(rec[held], SEEDS["pad-dev"] + 100_000 * PAD_PEOPLE.index(held) + 90_000)]
@@ -569,12 +625,14 @@ def add_commands(sub, shared: Path) -> None:
         s.add_argument("--cache", type=Path, default=None, help=f"face-crop cache (default {cache_dir()})")
         s.add_argument("--bpcer", type=float, default=0.05)
         s.add_argument("--features", default=",".join(DEFAULT_FEATURES),
-                       help="fusion inputs: padnet, moire, border, glare, gamut, banding, thirdparty")
+                       help="fusion inputs: padnet, texture, moire, border, glare, gamut, banding, thirdparty")
     s = sub.add_parser("train-pad", help="train PadNet (needs the train extra: torch), pin it, calibrate the fusion")
     common(s)
     s.add_argument("--epochs", type=int, default=16)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--texture-only", action="store_true",
+                   help="keep the pinned PadNet; retrain only the colour-texture head, then calibrate")
     s.set_defaults(func=cmd_train_pad)
     s = sub.add_parser("calibrate-pad", help="fit the single-image PAD fusion and its threshold on the calib split")
     common(s)

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from biometrics.liveness import (PadFusion, PadModels, PadNet, artefact_cues, banding_score, gamut_spread,
-                                 glare_score, padnet_crop)
+from biometrics.liveness import (TEXTURE_DIM, PadFusion, PadModels, PadNet, PadTexture, artefact_cues, banding_score,
+                                 colour_texture, gamut_spread, glare_score, padnet_crop)
 from biometrics.models import CHECKOUT, DEFAULT_MANIFEST, ModelError, ModelRegistry
 from biometrics.pad_synth import ATTACKS, _lab_gamut, camera, digital_copy, webcam
 
@@ -133,14 +133,33 @@ def test_padnet_crop_mirrors_outside_the_frame():
 
 def test_padnet_is_first_party_and_pinned():
     reg = ModelRegistry(models_dir="/nonexistent")                   # not looked up in the model directory
-    e = reg.entry("pad_padnet")
-    assert e.location == "repo" and reg.path("pad_padnet") == CHECKOUT / "models" / e.file
-    assert e.bytes < 2_000_000
-    reg.verify_all(["pad_padnet"])
     rec = json.loads((CHECKOUT / "models" / "padnet.json").read_text())
-    assert rec["sha256"] == e.sha256 and rec["seed"] is not None and rec["date"]
+    for role, r in (("pad_padnet", rec), ("pad_texture", rec["texture"])):
+        e = reg.entry(role)
+        assert e.location == "repo" and reg.path(role) == CHECKOUT / "models" / e.file
+        assert e.bytes < 2_000_000
+        reg.verify_all([role])
+        assert r["sha256"] == e.sha256 and r["date"]
+    assert rec["seed"] is not None
     out = PadNet(reg.session("pad_padnet")).logit(skin(6), (20, 20, 120, 120))
     assert np.isfinite(out)
+    assert np.isfinite(PadTexture(reg.session("pad_texture")).logit(skin(6), (20, 20, 120, 120)))
+
+
+def test_colour_texture_is_a_uniform_lbp_histogram_per_channel():
+    flat = np.full((96, 96, 3), 120, np.uint8)
+    t = colour_texture(flat)
+    assert t.shape == (TEXTURE_DIM,) and t.dtype == np.float32
+    blocks = t.reshape(6, 59)
+    assert np.allclose((blocks ** 2).sum(1), 1.0)                    # sqrt of histograms that sum to 1
+    assert ((blocks == 1.0).sum(1) == 1).all()                       # flat: every pixel code 255, one bin
+    dot = flat.copy()
+    dot[40, 40] = 250                                                # one pixel above all its neighbours:
+    d = colour_texture(dot).reshape(6, 59) ** 2 * 94 * 94            # code 0 there, 255 everywhere else
+    v = d[2]                                                         # HSV value channel
+    assert sorted(np.round(v[v > 0]).astype(int)) == [1, 94 * 94 - 1]
+    rough = colour_texture(skin(3)).reshape(6, 59)
+    assert (rough > 0).sum() > (blocks > 0).sum()                    # texture spreads over the bins
 
 
 def test_altered_or_missing_first_party_model_is_named(tmp_path):
@@ -161,7 +180,12 @@ def test_altered_or_missing_first_party_model_is_named(tmp_path):
 
 def test_a_fusion_fitted_for_another_padnet_refuses_to_load():
     stale = PadFusion(("padnet",), np.zeros(1), np.ones(1), np.ones(1), 0.0, padnet_sha256="f" * 64)
-    with pytest.raises(ModelError, match="calibrate-pad"):
+    with pytest.raises(ModelError, match="pad_padnet.*calibrate-pad"):
+        PadModels([], fusion=stale)
+    pin = ModelRegistry().entry("pad_padnet").sha256
+    stale = PadFusion(("padnet", "texture"), np.zeros(2), np.ones(2), np.ones(2), 0.0, padnet_sha256=pin,
+                      texture_sha256="f" * 64)
+    with pytest.raises(ModelError, match="pad_texture.*calibrate-pad"):
         PadModels([], fusion=stale)
 
 

@@ -1,7 +1,8 @@
-"""PadNet data splits (by person and by generator seed) and a short training run (needs torch,
-the `train` extra; skipped without it)."""
+"""PadNet data splits (by person and by generator seed), a short training run (needs torch, the
+`train` extra; skipped without it) and the colour-texture head (numpy + onnx only)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -68,3 +69,27 @@ def test_training_exports_an_onnx_that_matches_torch(tmp_path):
     assert sess.get_inputs()[0].shape == [1, 3, PADNET_SIZE, PADNET_SIZE]
     assert np.isfinite(padnet_logits(sess, crops[:4])).all()
     assert info["epochs"] == 1 and len(info["log"]) == 1 and info["parameters"] > 1000
+
+
+def test_texture_head_exports_one_gemm_that_matches_the_fit(tmp_path):
+    import onnxruntime as ort
+
+    from biometrics.liveness import PadTexture, colour_texture
+    from biometrics.pad_train import texture_logits, train_texture
+    rng = np.random.default_rng(1)
+    n = 60
+    smooth = np.array([cv2.GaussianBlur(rng.integers(80, 180, (PADNET_SIZE, PADNET_SIZE, 3)).astype(np.uint8), (0, 0), 3)
+                       for _ in range(n)])
+    species = np.array(["bona_fide", "print_sim", "replay_sim"] * (n // 3))
+    crops = smooth.copy()
+    att = species != "bona_fide"                                # attacks carry a fine pixel grid: learnable
+    crops[att, ::2, ::2] = np.clip(crops[att, ::2, ::2].astype(int) + 40, 0, 255).astype(np.uint8)
+    s = PadSet(crops, {}, np.full(n, np.nan), species, np.full(n, "faces-dev"), np.full(n, "lfw:x"), {}, np.zeros(n, int))
+    out = tmp_path / "t.onnx"
+    info = train_texture(s, out)                                # raises if ONNX and the fit disagree
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape == [1, len(colour_texture(crops[0]))]
+    z = texture_logits(sess, crops)
+    assert z[~att].min() > 0 > z[att].max()
+    assert PadTexture(sess).logit_of(crops[0]) == pytest.approx(z[0], abs=1e-6)
+    assert info["sha256"] and info["bytes"] < 10_000

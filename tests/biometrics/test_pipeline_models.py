@@ -100,9 +100,10 @@ def test_demo_with_liveness_disabled_matches_but_says_so(models_dir, demo):
     assert res.frames_seen < 20  # stopped early once the score was clear
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: PadNet trained with clean web-photo copies as attacks "
-                   "still scores the sharper, larger demo portrait live (logit ~3, fused ~0.92); the gate "
-                   "refuses it by the challenge and the still-frame cue (tests/gate)")
+@pytest.mark.xfail(strict=True, reason="known gap: PadNet and the colour-texture head, trained with clean "
+                   "web-photo copies as attacks, still score the sharper, larger demo portrait live (logits "
+                   "~3 and ~2-3, fused ~0.95); the gate refuses it by the challenge and the still-frame cue "
+                   "(tests/gate)")
 def test_clean_demo_portrait_moved_before_the_camera_scores_as_an_attack_frame_by_frame(verifier, demo):
     """The single-image score itself (PadNet + cues + third-party, no veto) should call a clean
     digital photo re-presented an attack, not only the challenge or the still-frame cue."""
