@@ -459,6 +459,28 @@ class AuditStore:
             records = [r for r in records if reason in r.reason_codes]
         return records
 
+    def unresolved_referrals(self, document_number: str, since: datetime, limit: int) -> list[AuditRecord]:
+        """The document's referrals since `since`, newest first and at most `limit`, that no officer
+        has allowed since, from every gate sharing this store (the repeat-attempt rule). An officer's
+        allow (override `open`) of a referral settles it and every earlier referral of the document:
+        the officer has seen the traveller. A deny settles nothing. Two indexed queries (document_ref
+        and time; transaction_id), matched by the keyed hash, never the number in clear."""
+        ref = self.keys.document_ref(document_number)
+        with Session(self.engine) as s:
+            rows = s.execute(sa.select(Row).where(Row.document_ref == ref, Row.outcome == "refer",
+                                                  Row.occurred_at >= since)
+                             .order_by(Row.seq.desc()).limit(limit)).scalars().all()
+            ids = [r.transaction_id for r in rows if r.transaction_id]
+            allowed = set(s.execute(sa.select(Row.transaction_id).where(
+                Row.event_type == "override", Row.outcome == "open", Row.transaction_id.in_(ids))).scalars()
+            ) if ids else set()
+            out = []
+            for r in rows:
+                if r.transaction_id in allowed:
+                    break
+                out.append(AuditRecord.of(r))
+        return out
+
     def purge(self, *, actor: str = "retention-job", gate_id: str = "audit") -> PurgeResult:
         """Drop face images and personal references past retention, then record
         the purge itself. Chained digests stay, so the chain still verifies."""

@@ -99,6 +99,11 @@ class TransactionSettings(BaseModel):
     card_wait_s: float = Field(0.5, gt=0, description="poll interval while waiting for a card")
     referral_ttl_s: float = Field(1800.0, gt=0, description="personal data of an unresolved referral "
                                                             "is dropped after this")
+    repeat_limit: int = Field(1, ge=0, le=100, description="refer a document at once (no face capture) when it has "
+                              "this many referrals in repeat_window_s, at any gate sharing the audit store, that "
+                              "no officer has allowed since; 0 disables the rule (integrator test rigs only: "
+                              "the production profile refuses it)")
+    repeat_window_s: float = Field(1800.0, gt=0, description="how far back the repeat-attempt rule looks")
 
 
 class KioskSettings(BaseModel):
@@ -166,6 +171,9 @@ class Settings(BaseSettings):
             if not self.face.challenge:   # measured: without it, replays of unseen people pass (README)
                 problems.append("face.challenge must be on: the passive liveness evidence alone lets "
                                 "screen replays through")
+            if self.transaction.repeat_limit == 0:   # else a video of the holder may retry until it passes
+                problems.append("transaction.repeat_limit must be at least 1: without it a referred document "
+                                "may retry the liveness challenge at once")
             if problems:
                 raise ValueError("production profile: " + "; ".join(problems))
         if not self.audit.database_url:

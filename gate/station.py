@@ -336,10 +336,25 @@ class EventBus:
             self._subs.discard(sub)
 
 
+# The one referral reason the kiosk spells out: the traveller knows their document was just referred,
+# and saying so spares them a walk to the next lane. Every other referral shows only "see an officer".
+KIOSK_REFERRAL_NOTES: dict[str, tuple[str, str]] = {
+    "document.repeat_attempt": (
+        "Giấy tờ này cần được cán bộ biên phòng kiểm tra trước khi dùng lại cổng tự động. "
+        "Vui lòng gặp cán bộ biên phòng.",
+        "This document must be checked by a border officer before it can use the automated gates "
+        "again. Please see a border officer."),
+}
+
+
 def kiosk_message(e: TransactionEvent) -> dict[str, Any]:
     """What the kiosk may show: the state and guidance, no reasons, no personal data."""
-    return {"state": e.state.value, "transaction_id": e.transaction_id, "guidance": e.guidance,
-            "guidance_vi": e.guidance_vi, "guidance_en": e.guidance_en}
+    out = {"state": e.state.value, "transaction_id": e.transaction_id, "guidance": e.guidance,
+           "guidance_vi": e.guidance_vi, "guidance_en": e.guidance_en}
+    for r in e.reasons if e.state is State.REFERRED else ():
+        if r in KIOSK_REFERRAL_NOTES:
+            out.update(guidance=r, guidance_vi=KIOSK_REFERRAL_NOTES[r][0], guidance_en=KIOSK_REFERRAL_NOTES[r][1])
+    return out
 
 
 # --- referrals --------------------------------------------------------------------------------
@@ -482,7 +497,7 @@ class Gate:
                          face_window_s=self.settings.face.capture_window_s,
                          keep_face_images=self.settings.audit.keep_face_images, gate_id=self.settings.gate_id,
                          on_event=lambda e: self.bus.publish(kiosk_message(e)), clock=self.clock,
-                         journal=self.journal)
+                         journal=self.journal, repeat_limit=t.repeat_limit, repeat_window_s=t.repeat_window_s)
         self.current = tx
         rec = tx.run()
         self.current = None
@@ -689,9 +704,11 @@ def _cmd_bench(args) -> int:
             return 1
         g.devices.barrier._auto = 0.0   # the simulated traveller walks straight through
         chip, _ = recorded_live_person(Path(tmp))
-        card = g.lane.issue(persona_from(load_persona("demo"), face_image_path=chip))
         totals, device = [], []
         for i in range(args.n):
+            # a document of its own for each traveller: a referral must not make the next one a repeat attempt
+            card = g.lane.issue(persona_from(load_persona("demo"), face_image_path=chip,
+                                             document_number=f"UB{i:07d}"))
             g.camera.set_source(camera_from("recorded", "", settings.camera.fps))
             g.lane.insert(card)
             t0 = time.perf_counter()

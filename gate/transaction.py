@@ -3,7 +3,9 @@ open or referral.
 
 waiting → card_detected → document_read → document_verified → face_capture →
 face_verified → identity_checked → decision → barrier_open → passage → closed,
-and from every state a way out to `referred`. Every device call runs under its
+and from every state a way out to `referred`. Between document_verified and
+face_capture the repeat-attempt rule refers a document that was referred a short
+while ago and not since allowed by an officer (`Transaction.repeat_limit`). Every device call runs under its
 own timeout (settings) in a worker thread, so a hung or broken device becomes a
 referral with a reason code instead of a stuck gate; an exception anywhere in the
 transaction is caught here and also becomes a referral. The barrier is commanded
@@ -93,6 +95,11 @@ class AuditSink(Protocol):
         """Return only after the event is committed; raise when the store is unavailable."""
         ...
 
+    def unresolved_referrals(self, document_number: str, since: dt.datetime, limit: int) -> list[Any]:
+        """The document's referrals since `since` that no officer has allowed since, newest first, at
+        most `limit` (gate.audit.AuditStore). A sink without it fails the repeat-attempt rule (refers)."""
+        ...
+
 
 @dataclass
 class Devices:
@@ -179,6 +186,8 @@ class TransactionRecord:
     decision: Decision | None = None
     outcome: str | None = None        # 'passed' | 'referred'
     reasons: list[str] = field(default_factory=list)
+    # the unresolved referrals that made this one a repeat attempt (gate, time, reasons; nothing personal)
+    earlier_referrals: list[dict[str, Any]] = field(default_factory=list)
     audit_ok: bool = True
     ended_at: dt.datetime | None = None
     personal: PersonalData = field(default_factory=PersonalData, repr=False)
@@ -202,6 +211,7 @@ class TransactionRecord:
                 "reasons": list(ev.face.reasons)},
             "identity": None if ev.identity is None else {"outcome": ev.identity.outcome,
                                                           "reasons": list(ev.identity.reasons)},
+            "earlier_referrals": [dict(x) for x in self.earlier_referrals],
             "audit_ok": self.audit_ok,
         }
 
@@ -339,8 +349,10 @@ class Transaction:
                  face_window_s: float = 8.0, keep_face_images: bool = False, gate_id: str = "gate-1",
                  on_event: Callable[[TransactionEvent], None] | None = None,
                  clock: Callable[[], dt.datetime] = _utcnow, monotonic: Callable[[], float] = time.monotonic,
-                 journal: "OpenJournal | None" = None):
+                 journal: "OpenJournal | None" = None, repeat_limit: int = 0, repeat_window_s: float = 1800.0):
         self.d = devices
+        self.repeat_limit = repeat_limit        # 0: no repeat-attempt rule (the lane passes its settings)
+        self.repeat_window_s = repeat_window_s
         self.journal = journal
         self.policy = policy
         self.t = timeouts
@@ -459,6 +471,7 @@ class Transaction:
         self._enter(State.DOCUMENT_VERIFIED)
         if self._stop_early():
             return
+        self._repeat_check()
 
         self._enter(State.FACE_CAPTURE)
         ref = self._step("face_reference", self.t.face_s, self.d.face.reference, read.face_image)
@@ -483,6 +496,26 @@ class Transaction:
         if self.d.same_card is not None and not self._step("card", self.t.read_s, self.d.same_card,
                                                            key, getattr(read, "dg1", None)):
             raise _Refer("card.swapped")
+
+    def _repeat_check(self) -> None:
+        """The repeat-attempt rule: a document with `repeat_limit` referrals in the last
+        `repeat_window_s` that no officer has allowed since (at any gate sharing the audit store)
+        is referred before any face is captured, so nobody can retry the liveness challenge until
+        its odds fall their way. A store that cannot answer refers too: never a free retry."""
+        if self.repeat_limit <= 0:
+            return
+        since = self.clock() - dt.timedelta(seconds=self.repeat_window_s)
+        lookup = getattr(self.d.audit, "unresolved_referrals", None) or _no_referral_history
+        try:
+            earlier = self._step("repeat_check", self.t.audit_s, lookup, self._queries[1].document_number,
+                                 since, self.repeat_limit)
+        except _Refer:
+            raise _Refer("document.repeat_check_unavailable")
+        if len(earlier) >= self.repeat_limit:
+            self.record.earlier_referrals = [
+                {"transaction_id": r.transaction_id, "gate_id": r.gate_id,
+                 "occurred_at": r.occurred_at.isoformat(), "reasons": list(r.reason_codes)} for r in earlier]
+            raise _Refer("document.repeat_attempt")
 
     def _card_still_there(self) -> None:
         """The document stays on the reader until the decision: a card taken away during the
@@ -530,7 +563,7 @@ class Transaction:
 
     def _checks_summary(self) -> dict[str, Any]:
         p = self.record.public()
-        return {k: p[k] for k in ("document", "face", "identity", "step_seconds", "states")}
+        return {k: p[k] for k in ("document", "face", "identity", "step_seconds", "states", "earlier_referrals")}
 
     def _refer(self, reasons: list[str], audited: bool = False) -> None:
         rec = self.record
@@ -614,6 +647,11 @@ def reconcile(journal: OpenJournal, audit: AuditSink, barrier: Barrier, *, gate_
         journal.end(tx_id)
         done.append(tx_id)
     return done
+
+
+def _no_referral_history(*_: Any) -> list[Any]:
+    from gate.audit import AuditUnavailable
+    raise AuditUnavailable("the audit sink cannot search referrals")
 
 
 class _Refer(Exception):

@@ -117,6 +117,8 @@ class ReferralOut(BaseModel):
     face: dict | None = None
     identity: dict | None = None
     traveller: dict[str, str] = Field(default_factory=dict)
+    earlier_referrals: list[dict] = Field(default_factory=list, description="document.repeat_attempt: the "
+                                          "document's unresolved referrals (gate, time, reasons) that blocked it")
     has_chip_photo: bool = False
     has_live_photo: bool = False
 
@@ -447,6 +449,7 @@ def _console(gate: Gate, users: UserStore, sessions: Sessions) -> APIRouter:
         return ReferralOut(id=p["id"], started_at=p["started_at"], reasons=p["reasons"], resolved=ref.resolved,
                            resolved_by=ref.resolved_by, document=p["document"], face=p["face"],
                            identity=p["identity"], traveller=personal.summary(),
+                           earlier_referrals=p["earlier_referrals"],
                            has_chip_photo=personal.chip_face_jpeg is not None,
                            has_live_photo=personal.live_face_jpeg is not None)
 

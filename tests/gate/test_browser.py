@@ -182,10 +182,28 @@ def test_console_login_override_with_reason_and_audit_search(server, browser, tm
     page.click("button[value=deny]")
     page.wait_for_selector("#queue-count:has-text('(0)')")
     assert gate.referrals[referral].resolved == "deny"
-    # a second referred traveller, whom the officer lets through after a manual check
+    # the denied document tried again: referred at once (repeat attempt), the kiosk says why, the console too
     api = httpx.Client(base_url=base)
+    kiosk = browser.new_page(viewport={"width": 1920, "height": 1080})
+    kiosk.goto(f"{base}/kiosk")
+    api.post(f"/integrator/reader/insert/{next(iter(gate.lane.issued))}")
+    kiosk.wait_for_selector("#msg-vi:has-text('Vui lòng đến quầy kiểm soát')", timeout=15000)
+    assert kiosk.locator("#g-vi").inner_text() == ("Giấy tờ này cần được cán bộ biên phòng kiểm tra trước khi "
+                                                   "dùng lại cổng tự động. Vui lòng gặp cán bộ biên phòng.")
+    assert "Please see a border officer" in kiosk.locator("#g-en").inner_text()
+    shot(kiosk, tmp_path, "kiosk-repeat-attempt")
+    kiosk.close()
+    api.post("/integrator/reader/remove")
+    page.wait_for_selector("#queue-count:has-text('(1)')", timeout=20000)
+    page.click("#queue li")
+    page.wait_for_selector("#d-reasons li:has-text('document.repeat_attempt')")
+    assert "face.no_match" in page.locator("#d-checks").inner_text()      # the earlier referral it repeats
+    page.fill("textarea[name=reason]", "Sent to the manual booth")
+    page.click("button[value=deny]")
+    page.wait_for_selector("#queue-count:has-text('(0)')")
+    # a second referred traveller (another document), whom the officer lets through after a manual check
     gate.face.outcome = "no_match"
-    card = api.post("/integrator/cards", data={"persona": "demo"}).json()["card_id"]
+    card = api.post("/integrator/cards", data={"persona": "demo", "document_number": "UD5550002"}).json()["card_id"]
     opened_before = sum(e == "open" for _, e in api.get("/integrator/barrier").json()["history"])
     api.post(f"/integrator/reader/insert/{card}")
     page.wait_for_selector("#queue-count:has-text('(1)')", timeout=20000)
@@ -227,7 +245,7 @@ def test_supervisor_dashboard_draws_its_charts(server, browser, tmp_path):
     page.click("nav button[data-view=dashboard]")
     page.wait_for_selector("#chart-series rect")
     totals = page.locator("#totals").inner_text()
-    assert "4\nTransactions\n2\nPassed\n2\nReferred" in totals     # two passed and two referred above
+    assert "5\nTransactions\n2\nPassed\n3\nReferred" in totals     # two passed and three referred above
     assert page.locator("#chart-reasons text", has_text="face.no_match").count() == 1
     assert page.locator("nav button[data-view=audit]").is_hidden()
     shot(page, tmp_path, "console-dashboard")

@@ -32,10 +32,12 @@ class Clock:
         return self.t
 
 
-def console(tmp_path, database_url, clock, keep_face_images=False):
+def console(tmp_path, database_url, clock, keep_face_images=False, repeat_limit=0):
     """A gate with fake devices and its console, over the audit store at `database_url`
-    (calling it again on the same database is a restart)."""
-    settings = Settings(data_dir=tmp_path, integrator_api=False, transaction={"passage_s": 0.5},
+    (calling it again on the same database is a restart). One fake card plays every traveller,
+    so the repeat-attempt rule is off unless `repeat_limit` says otherwise."""
+    settings = Settings(data_dir=tmp_path, integrator_api=False,
+                        transaction={"passage_s": 0.5, "repeat_limit": repeat_limit},
                         audit={"database_url": database_url, "keep_face_images": keep_face_images})
     audit = AuditStore(database_url, AuditKeys.load_or_create(tmp_path / "audit.key"),
                        keep_face_images=keep_face_images)

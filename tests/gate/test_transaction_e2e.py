@@ -33,8 +33,9 @@ from gate.station import Gate, MovingImageCamera, recorded_live_person
 @pytest.fixture(scope="module")
 def lane(models_dir, tmp_path_factory):
     from cardreader.sim.persona import load_persona
+    # one card plays every traveller here, referred or not: no repeat-attempt rule (tests/gate/test_repeat_attempt.py)
     settings = Settings(data_dir=tmp_path_factory.mktemp("gate"), models_dir=models_dir,
-                        transaction={"passage_s": 2.0})
+                        transaction={"passage_s": 2.0, "repeat_limit": 0})
     gate = Gate(settings)
     deadline = time.monotonic() + 60
     while not gate.face.ready and gate.face.error is None and time.monotonic() < deadline:

@@ -142,7 +142,9 @@
         "MRZ vs DG1": d.mrz_mismatch_fields && (d.mrz_mismatch_fields.length ? "differs: " + d.mrz_mismatch_fields.join(", ") : "same"),
         "face": f.outcome && `${f.outcome} score ${f.score === null ? "—" : f.score.toFixed(3)} / threshold ${f.threshold === null ? "—" : f.threshold.toFixed(3)}`,
         "liveness": f.liveness, "quality": f.quality_ok === undefined ? null : (f.quality_ok ? "ok" : (f.quality_failures || []).join(", ")),
-        "identity": i.outcome });
+        "identity": i.outcome,
+        ...(r.earlier_referrals.length ? { "earlier referrals": r.earlier_referrals.map((x) =>   // a repeat attempt
+          `${x.gate_id} ${new Date(x.occurred_at).toLocaleString()}: ${x.reasons.join(", ")}`).join("; ") } : {}) });
       const can = session.can_override;
       $("override-form").querySelectorAll("button, textarea").forEach((x) => { x.disabled = !can; });
       $("override-note").hidden = can;

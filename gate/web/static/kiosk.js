@@ -49,7 +49,8 @@
     $("msg-en").textContent = m.en;
     $("state").textContent = ev.state;
     $("state").dataset.state = ev.state;
-    const g = ev.state === "face_capture" && ev.guidance_vi;
+    // guidance during the capture; on a referral, the one reason the kiosk names (a repeat attempt)
+    const g = (ev.state === "face_capture" || ev.state === "referred") && ev.guidance_vi;
     $("guidance").hidden = !g;
     if (g) { $("g-vi").textContent = ev.guidance_vi; $("g-en").textContent = ev.guidance_en || ""; }
     // a liveness challenge (blink / turn / nod) is the one thing to do now: shown larger, with a sign
