@@ -694,6 +694,7 @@ def _cmd_bench(args) -> int:
     import tempfile
 
     from cardreader.sim.persona import load_persona
+    from gate.identity_service import DocumentIn
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), transaction={"passage_s": 1.0})
         g = Gate(settings)
@@ -704,11 +705,19 @@ def _cmd_bench(args) -> int:
             return 1
         g.devices.barrier._auto = 0.0   # the simulated traveller walks straight through
         chip, _ = recorded_live_person(Path(tmp))
+        demo = load_persona("demo")
+        registry = g.devices.identity.inner
+        holder = next(p for p in registry.list_persons() if any(
+            d.number == demo.document_number for d in p.documents))
         totals, device = [], []
         for i in range(args.n):
-            # a document of its own for each traveller: a referral must not make the next one a repeat attempt
-            card = g.lane.issue(persona_from(load_persona("demo"), face_image_path=chip,
-                                             document_number=f"UB{i:07d}"))
+            # a document of its own for each traveller (a referral must not make the next one a repeat
+            # attempt), registered to the demo holder so the reference identity service still answers
+            number = f"UB{i:07d}"
+            registry.add_document(holder.id, DocumentIn(number=number, issuing_state=demo.issuing_state,
+                                                        document_type=demo.document_type,
+                                                        date_of_expiry=demo.date_of_expiry))
+            card = g.lane.issue(persona_from(demo, face_image_path=chip, document_number=number))
             g.camera.set_source(camera_from("recorded", "", settings.camera.fps))
             g.lane.insert(card)
             t0 = time.perf_counter()
