@@ -5,7 +5,8 @@ waiting → card_detected → document_read → document_verified → face_captu
 face_verified → identity_checked → decision → barrier_open → passage → closed,
 and from every state a way out to `referred`. Between document_verified and
 face_capture the repeat-attempt rule refers a document that was referred a short
-while ago and not since allowed by an officer (`Transaction.repeat_limit`). Every device call runs under its
+while ago and not since allowed by an officer (`Transaction.repeat_limit`).
+Every device call runs under its
 own timeout (settings) in a worker thread, so a hung or broken device becomes a
 referral with a reason code instead of a stuck gate; an exception anywhere in the
 transaction is caught here and also becomes a referral. The barrier is commanded
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter, Histogram
 
-from gate.audit import AuditEvent
+from gate.audit import AuditEvent, AuditUnavailable
 from gate.barrier import Barrier, BarrierState
 from gate.identity import DocumentQuery, PersonQuery
 from gate.policy import (Decision, DocumentEvidence, Evidence, FaceEvidence, IdentityEvidence, Policy,
@@ -650,7 +651,6 @@ def reconcile(journal: OpenJournal, audit: AuditSink, barrier: Barrier, *, gate_
 
 
 def _no_referral_history(*_: Any) -> list[Any]:
-    from gate.audit import AuditUnavailable
     raise AuditUnavailable("the audit sink cannot search referrals")
 
 
