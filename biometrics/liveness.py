@@ -311,10 +311,9 @@ class PadModels:
         parts["cues"] = lambda: artefact_cues(image, box)                      # ~11 ms
         for i in range(len(self.minifas) if tp else 0):                        # ~6 ms each
             parts[f"minifas{i}"] = lambda i=i: self._minifas_probs(i, image, box)
-        if self.fusion is not None:                                            # ~2 ms
-            parts["padnet"] = lambda: self.padnet.logit(image, box)
-        if self.fusion is not None and "texture" in self.fusion.features:      # ~2 ms
-            parts["texture"] = lambda: self.texture.logit(image, box)
+        for name in ("padnet", "texture"):                                    # ~2 ms each
+            if self.fusion is not None and name in self.fusion.features:       # (loaded only then)
+                parts[name] = lambda m=getattr(self, name): m.logit(image, box)
         return parts
 
     def _needs_thirdparty(self) -> bool:
@@ -692,6 +691,7 @@ class LivenessEvidence:
         out: dict[str, float | None] = {}
         for axis, before in self._before.items():
             v = getattr(cues, axis)
+            v = v if v is None or math.isfinite(v) else None   # a NaN would poison the baseline's median
             if self.steps_met == 0 and v is not None and (self.prompted_at is None or cues.t <= self.prompted_at
                                                           or not before):
                 before.append(v)
@@ -913,4 +913,7 @@ class LivenessEvidence:
             why = ([f"{code}:{self.current_kind}"] + ([self._flat] if self._flat else [])
                    + ([self._why] if self._why and code != "challenge_pending" else []))
             return LivenessDecision("undetermined", model, why, cues)
+        broken = [k for k in ("model", "moire", "motion", "planar") if not math.isfinite(cues[k])]
+        if broken:   # a NaN fails every threshold test above and would pass as 'live'
+            return LivenessDecision("undetermined", model, [f"cue_not_finite:{k}" for k in broken], cues)
         return LivenessDecision("live", model, [], cues)

@@ -189,6 +189,18 @@ def test_a_nod_during_a_turn_or_blink_request_loses(kind):
     assert ev.steps_met == 1 and d.reasons == ["challenge_wrong:look_up"]
 
 
+def test_a_nan_is_never_judged_live():
+    """NaN fails every `<` and `>`: a broken score or angle must not slip past the thresholds."""
+    frames = [cues(lm) for lm in sequence(False, 0)]
+    frames[3] = cues(frames[3].landmarks, model=float("nan"))
+    ev, d = decide(frames)
+    assert d.verdict == "undetermined" and d.reasons == ["cue_not_finite:model"]
+    nod = nod_frames(1)
+    nod[0] = cues(nod[0].landmarks, t=nod[0].t, yaw=0.0, pitch=float("nan"))   # in the baseline: skipped
+    ev, d = decide(nod, challenge=Challenge("turn_left", 0.6))
+    assert ev.challenge_wrong and d.reasons == ["challenge_wrong:turn_left"]
+
+
 def test_two_actions_are_answered_in_order_each_after_its_own_prompt():
     left = turn_frames(1)                                  # the turn is answered (back at rest) at 2.5 s
     blink = [cues(left[-1].landmarks, eyes=e, t=2.75 + 0.25 * i, yaw=0.0) for i, e in enumerate([0.9, 0.9, 0.05, 0.9])]

@@ -189,6 +189,17 @@ def test_a_fusion_fitted_for_another_padnet_refuses_to_load():
         PadModels([], fusion=stale)
 
 
+def test_a_fusion_runs_only_the_models_it_was_fitted_with():
+    """`calibrate-pad --features` may leave PadNet or the texture head out: neither is then loaded or run."""
+    cues_only = PadFusion(("moire", "gamut"), np.zeros(2), np.ones(2), np.array([-1.0, 1.0]), 0.0)
+    pad = PadModels([], fusion=cues_only)
+    assert pad.padnet is None and pad.texture is None
+    img = skin(2, 240)
+    assert set(pad.parts(img, (60, 60, 120, 120))) == {"cues"}
+    p, f = pad.assess(img, (60, 60, 120, 120))
+    assert p == pytest.approx(cues_only.score(f)) and 0.0 < p < 1.0
+
+
 def test_repository_calibration_matches_the_shipped_padnet():
     cal = json.loads((CHECKOUT / "models" / "calibration.json").read_text())["liveness"]
     fusion = PadFusion.from_record(cal["fusion"])
