@@ -114,9 +114,16 @@ class PadNet:
         self.session = session
         self._input = session.get_inputs()[0].name
 
-    def logit(self, image: np.ndarray, box) -> float:
-        x = padnet_input(padnet_crop(image, box))
+    def _input_of(self, crop: np.ndarray) -> np.ndarray:
+        return padnet_input(crop)
+
+    def logit_of(self, crop: np.ndarray) -> float:
+        """The logit of a crop already cut by `padnet_crop` (training and calibration keep those)."""
+        x = self._input_of(crop)
         return float(np.asarray(self.session.run(None, {self._input: x})[0]).reshape(-1)[0])
+
+    def logit(self, image: np.ndarray, box) -> float:
+        return self.logit_of(padnet_crop(image, box))
 
 
 TEXTURE_ROLE = "pad_texture"
@@ -154,20 +161,13 @@ def colour_texture(crop: np.ndarray) -> np.ndarray:
     return np.concatenate(hists).astype(np.float32)
 
 
-class PadTexture:
+class PadTexture(PadNet):
     """Linear head on `colour_texture` (models/padtexture.onnx, one Gemm, trained with PadNet on the
-    train split by `train-pad`): one logit, > 0 = live. An input of the fusion like PadNet."""
+    train split by `train-pad`): one logit, > 0 = live, of the same crop. An input of the fusion like
+    PadNet."""
 
-    def __init__(self, session):
-        self.session = session
-        self._input = session.get_inputs()[0].name
-
-    def logit_of(self, crop: np.ndarray) -> float:
-        x = colour_texture(crop)[None]
-        return float(np.asarray(self.session.run(None, {self._input: x})[0]).reshape(-1)[0])
-
-    def logit(self, image: np.ndarray, box) -> float:
-        return self.logit_of(padnet_crop(image, box))
+    def _input_of(self, crop: np.ndarray) -> np.ndarray:
+        return colour_texture(crop)[None]
 
 
 @dataclass

@@ -242,14 +242,13 @@ def load_split(verifier, data: Path, split: str, max_faces: int, cache: Path | N
 
 
 def padnet_logits(session, crops: np.ndarray) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.array([float(np.asarray(session.run(None, {name: padnet_input(c)})[0]).reshape(-1)[0])
-                     for c in crops])
+    m = PadNet(session)
+    return np.array([m.logit_of(c) for c in crops])
 
 
 def texture_logits(session, crops: np.ndarray) -> np.ndarray:
-    t = PadTexture(session)
-    return np.array([t.logit_of(c) for c in crops])
+    m = PadTexture(session)
+    return np.array([m.logit_of(c) for c in crops])
 
 
 def features(s: PadSet, padnet: np.ndarray, texture: np.ndarray | None = None) -> dict[str, np.ndarray]:
