@@ -304,7 +304,7 @@ def cmd_bench_pad(args) -> None:
     v = _verifier(args)
     s = load_split(v, args.data, "test", args.max_faces // 4, args.cache)
     f = features(s, padnet_logits(v.registry.session(PADNET_ROLE), s.crops),
-                 texture_logits(v.registry.session(TEXTURE_ROLE), s.crops) if v.registry.has(TEXTURE_ROLE) else None)
+                 texture_logits(v.registry.session(TEXTURE_ROLE), s.crops))   # a missing model stops, never NaN
     fusion = v.pad.fusion
     thr = float(json.loads(DEFAULT_CALIBRATION.read_text())["liveness"]["model_threshold"])   # single image
     cols = {k: CUE_SIGN[k] * f[k] for k in CUE_SIGN}

@@ -1,5 +1,5 @@
 """Presentation-attack cues over a capture window: planar motion of a moved photo, the randomised
-blink / head-turn challenge, on generated landmark sequences and on real images warped by homographies."""
+blink / head-turn / nod challenge, on generated landmark sequences and on real images warped by homographies."""
 from __future__ import annotations
 
 import csv
@@ -303,7 +303,7 @@ def test_the_next_prompt_waits_for_rest_and_a_turn_during_the_rest_loses():
 
 def test_a_replay_acting_on_a_fixed_schedule_rarely_meets_random_prompts():
     """Left, right, blink every 1.5 s at a random phase against random challenges: each action must
-    start 0.2-1.5 s after a prompt it cannot foresee, and no other turn may come, so it passes only
+    start 0.2-1.7 s after a prompt it cannot foresee, and no other head movement may come, so it passes only
     by chance; the same schedule acted on cue passes."""
     rng = np.random.default_rng(7)
     orders = [o for o in itertools.product(CHALLENGES, repeat=3) if set(o) != {"blink"}]
