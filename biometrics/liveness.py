@@ -583,7 +583,7 @@ class Challenge:
 @dataclass
 class FrameCues:
     model: float | None          # PadModels p(live) of the frame; None when not run on this frame
-    landmarks: np.ndarray        # 68 points (or 5) of the frame, for motion
+    landmarks: np.ndarray = field(repr=False)   # 68 points (or 5) of the frame, for motion
     eyes_open: float | None      # min p(open) of both eyes, None if not measured
     moire: float | None          # None when not run on this frame
     pixels_identical: bool = False  # the frame is a byte copy of the previous one
@@ -591,7 +591,8 @@ class FrameCues:
     t: float | None = None          # seconds since the window started (for the challenge)
     yaw: float | None = None        # head yaw in degrees (for the turn challenge)
     pitch: float | None = None      # head pitch in degrees, positive looking down (for the nod challenge)
-    identity: np.ndarray | None = None  # the frame's face embedding, where one was computed
+    identity: np.ndarray | None = field(default=None, repr=False)  # the frame's face embedding (personal
+                                                                    # data: never in a repr), where computed
 
 
 @dataclass

@@ -201,6 +201,11 @@ def test_a_nan_is_never_judged_live():
     assert ev.challenge_wrong and d.reasons == ["challenge_wrong:turn_left"]
 
 
+def test_frame_cues_keep_the_face_out_of_their_repr():
+    c = FrameCues(0.9, np.full((68, 2), 123.25), 0.8, 0.0, yaw=4.5, identity=np.full(4, 0.375))
+    assert "123.25" not in repr(c) and "0.375" not in repr(c) and "yaw=4.5" in repr(c)
+
+
 def test_two_actions_are_answered_in_order_each_after_its_own_prompt():
     left = turn_frames(1)                                  # the turn is answered (back at rest) at 2.5 s
     blink = [cues(left[-1].landmarks, eyes=e, t=2.75 + 0.25 * i, yaw=0.0) for i, e in enumerate([0.9, 0.9, 0.05, 0.9])]
