@@ -3,7 +3,7 @@
 Single-image models (MiniFASNet) pass edge-less prints and good screen replays, so the decision
 never rests on them alone. `LivenessEvidence` collects, frame by frame:
 
-* `model`   single-frame PAD models (`PadModels`: MiniFASNet pair + Faceplugin liveness);
+* `model`   the single-image score of each frame (`PadModels.score`, below);
 * `motion`  natural micro-motion: the non-rigid part of the landmark movement between frames (a
             photo moves rigidly or not at all; a face also moves its features);
 * `blink`   an eye closing and reopening, from the eye-state model;
@@ -11,15 +11,16 @@ never rests on them alone. `LivenessEvidence` collects, frame by frame:
 * `border`  straight edges of a phone, tablet or sheet framing the face (`screen_border_sides`);
 * `planar`  a photo or screen moved in front of the camera: every landmark follows one homography
             of the first frame (`planar_residuals`), which a head with depth cannot do;
-* `challenge` randomised requests (blink, turn left/right, look up/down; `Challenge`), each started from rest
-            within a human reaction time of its prompt, in order, with rest between;
+* `challenge` randomised requests (blink, turn left/right, look up/down; `Challenge`), each started
+            from rest within a human reaction time of its prompt, in order, with rest between;
 * `identity` the same person throughout: the embedded frames must not fall into two groups of
             different people (a live accomplice cannot lend liveness to a photo of the holder).
 
 Single image (`PadModels.score`, used per frame above and by `score-pad`): our own small CNN
 (`PadNet`, trained by `python -m biometrics train-pad`, shipped in the repo's models/), a linear
-head on colour texture (`PadTexture`, trained with it), plus the artefact cues below (moiré, border, specular glare, colour gamut, refresh banding), combined by a
-logistic fusion whose weights and threshold `calibrate-pad` fits on dev data (`PadFusion`).
+head on colour texture (`PadTexture`, trained with it), plus the artefact cues below (moiré, border,
+specular glare, colour gamut, refresh banding), combined by a logistic fusion whose weights and
+threshold `calibrate-pad` fits on dev data (`PadFusion`).
 
 New cues are added as another field of `FrameCues` and another term in `LivenessEvidence.decide`.
 """
@@ -717,9 +718,9 @@ class LivenessEvidence:
         ('' when it is, 'onset_early' when it is the asked one too soon; None when it is not). In
         the rest between actions any is; during a request any other than the asked one (the other
         side, a nod during a turn request or a turn during a nod request, or any while a blink is
-        asked); the asked one while the traveller has not yet been
-        seen at rest after its prompt is anticipation, not a reply. Before the first prompt, and
-        after the window of the current action ran out, nothing is (blinks never are)."""
+        asked); the asked one while the traveller has not yet been seen at rest after its prompt
+        is anticipation, not a reply. Before the first prompt, and after the window of the current
+        action ran out, nothing is (blinks never are)."""
         if resting:
             return "" if self.steps_met and beyond else None
         if beyond - {kind}:
@@ -744,14 +745,14 @@ class LivenessEvidence:
 
         Each action goes IDLE (not shown yet: the rest before it) -> SETTLE -> READY -> STARTED ->
         RETURNING -> answered (the next action's IDLE). After its prompt the traveller must first be
-        seen at rest for `challenge_settle_s` (SETTLE: eyes open; yaw or pitch, as asked, within its back
-        angle of the baseline); then the action must start (leave rest towards it: STARTED) within
-        `challenge_onset_s` of the prompt, reach a closed eye or the full angle (`turn_deg`, `nod_deg`)
-        to the asked side in 3-D
-        (not one homography of the last rest frame: `planar_residuals`; RETURNING), and come back to
-        rest within `challenge_response_s`. A start that falls back to rest without reaching the
-        action returns to READY. `_unasked` alone decides when a head movement loses the challenge.
-        Blinks outside a blink request are ignored: people blink by themselves."""
+        seen at rest for `challenge_settle_s` (SETTLE: eyes open; yaw or pitch, as asked, within its
+        back angle of the baseline); then the action must start (leave rest towards it: STARTED)
+        within `challenge_onset_s` of the prompt, reach a closed eye or the full angle (`turn_deg`,
+        `nod_deg`) to the asked side in 3-D (not one homography of the last rest frame:
+        `planar_residuals`; RETURNING), and come back to rest within `challenge_response_s`. A start
+        that falls back to rest without reaching the action returns to READY. `_unasked` alone
+        decides when a head movement loses the challenge. Blinks outside a blink request are
+        ignored: people blink by themselves."""
         c, p, kind = self.challenge, self.policy, self.current_kind
         if kind is None or cues.t is None or self.challenge_wrong:
             return
