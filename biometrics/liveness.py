@@ -241,8 +241,9 @@ class PadModels:
     """Single-image PAD.
 
     `score` is the calibrated fusion (`PadFusion`) of our PadNet and colour-texture logits, the
-    artefact cues and the third-party score (as the fusion record lists them); without a fusion
-    record in calibration.json it falls back to the third-party score. `thirdparty` is the mean of
+    artefact cues and the third-party score (as the fusion record lists them); without a fusion (only
+    while train-pad / calibrate-pad fit one: `FaceVerifier` refuses to start without it) it is the
+    third-party score. `thirdparty` is the mean of
     two independent families:
 
     * MiniFASNet V2 (2.7x) + V1SE (4.0x), BGR 0..255, softmax averaged, class 1 = live (upstream).

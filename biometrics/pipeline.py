@@ -27,7 +27,7 @@ from .detect import Face, YuNetDetector, competing_faces, dynamic_input, primary
 from .image import ImageError, decode_image
 from .liveness import (MINIFAS, Challenge, FrameCues, LivenessDecision, LivenessEvidence, LivenessPolicy,
                        PadFusion, PadModels)
-from .models import DEFAULT_CALIBRATION, ModelRegistry
+from .models import DEFAULT_CALIBRATION, ModelError, ModelRegistry
 from .quality import (GUIDANCE, EyeState, Guidance, HeadPose, QualityReport, QualityThresholds, assess,
                       pose_from_landmarks)
 from .recognize import Recognizer, cosine
@@ -182,10 +182,13 @@ class FaceVerifier:
         self.use_landmarks68 = use_landmarks68 and self.landmarks is not None
         self.eyes = EyeState(registry.session("eye_state")) if registry.has("eye_state") else None
         self.pose = HeadPose(registry.session("head_pose")) if registry.has("head_pose") else None
+        fusion = (PadFusion.from_calibration(cal) or PadFusion.from_calibration()) if pad_fusion else None
+        if pad_fusion and fusion is None:   # the third-party score alone is not what the threshold was fitted on
+            raise ModelError("models/calibration.json has no liveness fusion record (liveness.fusion): "
+                             "run `python -m biometrics calibrate-pad`")
         self.pad = PadModels([(registry.session(role), scale) for role, scale in MINIFAS],
                              registry.session("pad_faceplugin") if registry.has("pad_faceplugin") else None,
-                             fusion=(PadFusion.from_calibration(cal) or PadFusion.from_calibration())
-                             if pad_fusion else None)   # off: train-pad / calibrate-pad replace it
+                             fusion=fusion)   # None only for train-pad / calibrate-pad, which fit it
         self.lanes = Lanes(workers)   # the capture loop's stages side by side (EGATE_STAGE_WORKERS, default 2)
 
     @classmethod

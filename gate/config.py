@@ -77,7 +77,7 @@ class FaceSettings(BaseModel):
                                               "(blink, small head turn left or right, look up or down, at least one "
                                               "head movement; random order and times); unanswered, late, early or "
                                               "wrong refers the traveller")
-    challenge_actions: int = Field(3, ge=1, le=4, description="actions per challenge: each started 0.2-1.5 s after "
+    challenge_actions: int = Field(3, ge=1, le=4, description="actions per challenge: each started 0.2-1.7 s after "
                                    "its prompt with 0.3-1.0 s of rest between; 3 take about 5.3 s of the 10 s window")
     challenge_response_s: float = Field(3.0, gt=0, description="each action must be over (back at rest) this soon "
                                         "after its prompt")

@@ -273,3 +273,11 @@ def test_cli_calibrate_writes_threshold_dataset_and_det(tmp_path, shared_dir, mo
     assert (tmp_path / "det.png").is_file() and "TAR@FMR1%" in r.stdout
     v = FaceVerifier.load(models_dir, calibration=json.loads(cal.read_text()))
     assert v.threshold == doc["threshold"]
+
+
+def test_no_liveness_fusion_record_stops_the_verifier_instead_of_scoring_the_third_party_alone(models_dir, monkeypatch):
+    from biometrics.liveness import PadFusion
+    monkeypatch.setattr(PadFusion, "from_calibration", classmethod(lambda cls, path=None: None))
+    with pytest.raises(ModelError, match=r"liveness\.fusion"):
+        FaceVerifier.load(models_dir)
+    assert FaceVerifier.load(models_dir, pad_fusion=False).pad.fusion is None   # train-pad / calibrate-pad fit it
