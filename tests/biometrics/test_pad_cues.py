@@ -311,15 +311,16 @@ def test_a_replay_acting_on_a_fixed_schedule_rarely_meets_random_prompts():
     start 0.2-1.7 s after a prompt it cannot foresee, and no other head movement may come, so it passes only
     by chance; the same schedule acted on cue passes."""
     rng = np.random.default_rng(7)
-    orders = [o for o in itertools.product(CHALLENGES, repeat=3) if set(o) != {"blink"}]
-    orders = [orders[i] for i in rng.choice(len(orders), 30, replace=False)]   # 30 of the 124 orders
+    # the 26 orders of blinks and turns alone: the ones this replay's kinds could match (of 124), so
+    # only the timing stands between it and a pass
+    orders = [o for o in itertools.product(("blink", "turn_left", "turn_right"), repeat=3) if set(o) != {"blink"}]
     passed = 0
     for k, order in enumerate(orders):
         phase = rng.uniform(0, 4.5)
         sched = {phase + 1.5 * i: "LRB"[i % 3] for i in range(6) if phase + 1.5 * i < 7.0}
         c = Challenge(order, rng.uniform(*Challenge.FIRST), tuple(rng.uniform(*Challenge.GAP, 2)))
         passed += decide(timed_actions(sched, 7.0, seed=k), challenge=c)[0].challenge_met
-    assert passed <= 2, passed
+    assert passed <= 1, passed
     c = Challenge(("blink", "turn_right", "turn_right"), 0.8, gaps=(0.7, 0.4))
     on_cue = {1.3: "B", 1.3 + 0.13 + 0.7 + 0.6: "R", 1.3 + 0.13 + 0.7 + 0.6 + 0.47 + 0.4 + 0.9: "R"}
     ev, d = decide(timed_actions(on_cue, 7.0), challenge=c)
