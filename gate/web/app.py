@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from gate.station import Gate, OverrideError, persona_from, save_upload
+from gate.station import KIOSK_REFERRAL_NOTES, Gate, OverrideError, persona_from, save_upload
 from gate.transaction import State
 from gate.audit import AuditEvent, AuditUnavailable
 from gate.web.auth import Session, Sessions, UserError, UserStore
@@ -278,12 +278,14 @@ def _kiosk(gate: Gate) -> APIRouter:
     @r.get("/kiosk/speech/guidance/{code}/{lang}.wav", tags=["kiosk"],
            responses={200: {"content": {"audio/wav": {}}}})
     def guidance_speech(code: str, lang: Literal["vi", "en"]) -> Response:
-        """The face pipeline's capture guidance, spoken."""
+        """The face pipeline's capture guidance, or the one referral the kiosk names, spoken."""
         from biometrics.pipeline import GUIDANCE
         g = GUIDANCE.get(code)
-        if g is None:
-            raise HTTPException(404)
-        return spoken(getattr(g, lang), lang)
+        if g is not None:
+            return spoken(getattr(g, lang), lang)
+        if code in KIOSK_REFERRAL_NOTES:
+            return spoken(KIOSK_REFERRAL_NOTES[code][0 if lang == "vi" else 1], lang)
+        raise HTTPException(404)
 
     def spoken(text: str, lang: str) -> Response:
         if not gate.settings.kiosk.speech:

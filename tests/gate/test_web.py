@@ -76,6 +76,8 @@ def test_spoken_prompts_are_rendered_once_and_cached(app, gate, tmp_path):
     g = c.get("/kiosk/speech/guidance/move_closer/vi.wav")
     assert g.status_code == 200 and g.content[:4] == b"RIFF"
     assert c.get("/kiosk/speech/guidance/dance/vi.wav").status_code == 404
+    note = c.get("/kiosk/speech/guidance/document.repeat_attempt/en.wav")   # the one referral the kiosk names
+    assert note.status_code == 200 and note.content[:4] == b"RIFF" and note.content != r.content
     gate.settings.kiosk.speech = False
     assert c.get("/kiosk/speech/referred/vi.wav").status_code == 404
 

@@ -57,7 +57,8 @@
     $("guidance").dataset.challenge = g && /^challenge_(blink|turn_left|turn_right|look_up|look_down)$/.test(ev.guidance)
       ? ev.guidance.slice(10) : "";
     preview(ev.state === "face_capture");
-    if (ev.state !== current) say(encodeURIComponent(ev.state));
+    if (ev.state !== current) say(g && ev.state === "referred" ? "guidance/" + encodeURIComponent(ev.guidance)
+                                                                : encodeURIComponent(ev.state));   // the named referral says it all
     else if (g && ev.guidance && ev.guidance !== lastGuidance) say("guidance/" + encodeURIComponent(ev.guidance));
     lastGuidance = g ? ev.guidance : null;
     current = ev.state;
