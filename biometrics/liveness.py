@@ -701,18 +701,15 @@ class LivenessEvidence:
             out[axis] = None if v is None or not before else v - float(np.median(before))
         return out
 
-    def _beyond(self, head: dict[str, float | None], kind: str | None = None) -> set[str]:
+    def _beyond(self, head: dict[str, float | None], moving: str | None = None) -> set[str]:
         """The head actions this frame shows at full angle (`HEAD_ACTIONS`' thresholds). While the
-        head is on its way to the asked `kind` (past its back angle), the other axis needs
-        `cross_axis_factor` times its angle: a real turn carries some pitch, and the five-point
-        pitch reads about 6 degrees on a rendered 20 degree turn."""
+        head is on its way along the asked axis `moving` (past its back angle: `_signals`' start),
+        the other axis needs `cross_axis_factor` times its angle: a real turn carries some pitch,
+        and the five-point pitch reads about 6 degrees on a rendered 20 degree turn."""
         p = self.policy
-        asked = HEAD_ACTIONS.get(kind or "")
-        moving = (asked is not None and head[asked[0]] is not None
-                  and asked[1] * head[asked[0]] >= getattr(p, HEAD_AXES[asked[0]][1]))
         return {k for k, (axis, sign) in HEAD_ACTIONS.items()
                 if head[axis] is not None and sign * head[axis] >= getattr(p, HEAD_AXES[axis][0]) * (
-                    p.cross_axis_factor if moving and axis != asked[0] else 1.0)}
+                    p.cross_axis_factor if moving not in (None, axis) else 1.0)}
 
     def _unasked(self, kind: str, beyond: set[str], resting: bool) -> str | None:
         """The one place that loses the challenge: a head action at full angle that nobody asked for
@@ -767,12 +764,13 @@ class LivenessEvidence:
         if not resting and cues.t > self._deadline():   # no onset in time, or not over in time
             self._why = "onset_late" if self._state in (SETTLE, READY) and not self._flat else None
             return
-        why = self._unasked(kind, self._beyond(head, None if resting else kind), resting)
+        rest, started, acted = self._signals(kind, cues, head)
+        moving = HEAD_ACTIONS[kind][0] if kind in HEAD_ACTIONS and started and not resting else None
+        why = self._unasked(kind, self._beyond(head, moving), resting)
         if why is not None:
             self.challenge_wrong, self._why = True, why or self._why
         if why is not None or resting:
             return
-        rest, started, acted = self._signals(kind, cues, head)
         if self._state == SETTLE:   # at rest for challenge_settle_s since the prompt or the last motion
             if rest:
                 self._rest_landmarks = cues.landmarks
