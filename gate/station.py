@@ -338,12 +338,12 @@ class EventBus:
 
 # The one referral reason the kiosk spells out: the traveller knows their document was just referred,
 # and saying so spares them a walk to the next lane. Every other referral shows only "see an officer".
-KIOSK_REFERRAL_NOTES: dict[str, tuple[str, str]] = {
-    "document.repeat_attempt": (
-        "Giấy tờ này cần được cán bộ biên phòng kiểm tra trước khi dùng lại cổng tự động. "
-        "Vui lòng gặp cán bộ biên phòng.",
-        "This document must be checked by a border officer before it can use the automated gates "
-        "again. Please see a border officer."),
+KIOSK_REFERRAL_NOTES: dict[str, dict[str, str]] = {
+    "document.repeat_attempt": {
+        "vi": "Giấy tờ này cần được cán bộ biên phòng kiểm tra trước khi dùng lại cổng tự động. "
+              "Vui lòng gặp cán bộ biên phòng.",
+        "en": "This document must be checked by a border officer before it can use the automated gates "
+              "again. Please see a border officer."},
 }
 
 
@@ -353,7 +353,7 @@ def kiosk_message(e: TransactionEvent) -> dict[str, Any]:
            "guidance_vi": e.guidance_vi, "guidance_en": e.guidance_en}
     for r in e.reasons if e.state is State.REFERRED else ():
         if r in KIOSK_REFERRAL_NOTES:
-            out.update(guidance=r, guidance_vi=KIOSK_REFERRAL_NOTES[r][0], guidance_en=KIOSK_REFERRAL_NOTES[r][1])
+            out.update(guidance=r, guidance_vi=KIOSK_REFERRAL_NOTES[r]["vi"], guidance_en=KIOSK_REFERRAL_NOTES[r]["en"])
     return out
 
 

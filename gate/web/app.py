@@ -284,7 +284,7 @@ def _kiosk(gate: Gate) -> APIRouter:
         if g is not None:
             return spoken(getattr(g, lang), lang)
         if code in KIOSK_REFERRAL_NOTES:
-            return spoken(KIOSK_REFERRAL_NOTES[code][0 if lang == "vi" else 1], lang)
+            return spoken(KIOSK_REFERRAL_NOTES[code][lang], lang)
         raise HTTPException(404)
 
     def spoken(text: str, lang: str) -> Response:
