@@ -139,8 +139,7 @@ PAD_DEV_CHIP = "0001"
 PAD_DEV_NEUTRAL = ("0002", "0004", "0007", "0011", "0016", "0017", "0018", "0019", "0020", "0024")
 PAD_DEV_BLINK = ("0022", "0022")     # one recorded frame, shown for two frame times (~130 ms)
 PAD_DEV_TURN_FROM = "0007"
-TURN_DEGREES = (12.0, 24.0, 24.0, 12.0)
-NOD_DEGREES = (12.0, 24.0, 24.0, 12.0)
+TURN_DEGREES = (12.0, 24.0, 24.0, 12.0)   # the rendered turn and back, frame by frame; nods alike
 
 
 def head_turn(crop: np.ndarray, degrees: float, axis: str = "yaw") -> np.ndarray:
@@ -177,8 +176,7 @@ def pad_dev_turn(root: Path, sign: int, hold: int = 1, axis: str = "yaw") -> lis
     img = cv2.imread(str(root / "images" / PAD_DEV_PERSON / f"{PAD_DEV_TURN_FROM}.png"), cv2.IMREAD_COLOR)
     if img is None:
         raise CameraError(f"cannot read frame image {PAD_DEV_TURN_FROM}.png")
-    return [head_turn(img, sign * deg, axis) for deg in (TURN_DEGREES if axis == "yaw" else NOD_DEGREES)
-            for _ in range(hold)]
+    return [head_turn(img, sign * deg, axis) for deg in TURN_DEGREES for _ in range(hold)]
 
 
 def pad_dev_nod(root: Path, sign: int, hold: int = 1) -> list[np.ndarray]:
